@@ -42,6 +42,54 @@ static uint64_t g_wgen;                 /* generation g_wfd belongs to */
 
 static uint32_t g_next_rid = 1;         /* atomic */
 
+/* fork(): see hcs_internal.h.  Without this a child inherits g_live and the
+ * parent's socket: its requests would go out on the parent's connection,
+ * with request ids the parent is also using, so the parent's reader would
+ * hand the child's replies to the parent's operations while the child (which
+ * has no reader thread) waited forever.  The inherited copy of the socket
+ * would also keep the parent's connection open after the parent is gone. */
+static void atfork_prepare(void)
+{
+    /* g_mu first (connect_locked holds it while it takes g_wmu; nothing
+     * holds the other two while taking g_mu).  g_wmu is not taken: a writer
+     * can sit in sendmsg() on a full socket indefinitely, and fork() must
+     * not wait for that. */
+    pthread_mutex_lock(&g_mu);
+    hcs_dispatch_atfork(HCS_FORK_PREPARE);
+    hcs_obj_atfork(HCS_FORK_PREPARE);
+}
+
+static void atfork_parent(void)
+{
+    hcs_obj_atfork(HCS_FORK_PARENT);
+    hcs_dispatch_atfork(HCS_FORK_PARENT);
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void atfork_child(void)
+{
+    hcs_obj_atfork(HCS_FORK_CHILD);
+    hcs_dispatch_atfork(HCS_FORK_CHILD);
+    /* Only this thread exists now.  g_wmu may have been held by a writer of
+     * the parent: start it afresh.  Close the child's copy of the socket
+     * (the parent keeps its own) and forget the pending requests: their
+     * waiters are threads of the parent.  Their records are leaked on
+     * purpose; completing them here would run the parent's callbacks in the
+     * child. */
+    pthread_mutex_init(&g_wmu, NULL);
+    if (g_wfd >= 0)
+        close(g_wfd);
+    g_wfd = -1;
+    g_live = false;
+    g_pending = NULL;
+    pthread_mutex_unlock(&g_mu);
+}
+
+__attribute__((constructor)) static void conn_init(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
 uint32_t hcs_conn_next_request_id(void)
 {
     uint32_t r;
@@ -92,6 +140,14 @@ static void connection_broken(int fd, uint64_t gen)
         g_pending = NULL;
     }
     pthread_mutex_unlock(&g_mu);
+
+    /* A writer may be blocked in sendmsg() on a full socket, holding g_wmu,
+     * because the peer stopped reading (e.g. it sent a garbage frame and
+     * hung).  shutdown() needs no lock and wakes it with EPIPE; without it
+     * we would wait for g_wmu forever and the pending requests above would
+     * never be completed.  The fd stays open until the close below, so the
+     * number cannot be reused under the writer. */
+    shutdown(fd, SHUT_RDWR);
 
     /* Close under the write lock so no writer can be using the fd number,
      * which the kernel may hand to an unrelated open() right after. */

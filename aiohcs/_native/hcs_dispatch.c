@@ -18,6 +18,7 @@ struct work {
     enum work_kind kind;
     struct hcs_obj *obj;        /* ref */
     struct hcs_obj *target;     /* ref or NULL: WORK_OP's routing handle */
+    bool counted;               /* WORK_OP: holds one of op->deliveries */
     uint32_t type;
     unsigned char *payload;
     size_t len;
@@ -60,9 +61,11 @@ void hcs_handle_invoke(struct hcs_handle *h, HCS_EVENT *ev, bool op_completion)
     pthread_mutex_unlock(&h->obj.mu);
 }
 
-static void run_op(struct hcs_op *op, struct hcs_handle *target)
+static void run_op(struct hcs_op *op, struct hcs_handle *target, bool counted)
 {
     pthread_mutex_lock(&op->obj.mu);
+    if (counted)
+        op->delivering = true;  /* reuse only from inside the callback */
     HCS_OPERATION_COMPLETION cb = op->obj.closed ? NULL : op->cb;
     HCS_EVENT_CALLBACK ecb = op->obj.closed ? NULL : op->ecb;
     void *ctx = (void *)op->context;
@@ -92,6 +95,13 @@ static void run_op(struct hcs_op *op, struct hcs_handle *target)
                          .Operation = hcs_obj_handle(&op->obj) };
         hcs_handle_invoke(target, &ev, true);
     }
+    if (counted) {
+        /* Delivered: the op may be reused by anyone now. */
+        pthread_mutex_lock(&op->obj.mu);
+        op->delivering = false;
+        op->deliveries--;
+        pthread_mutex_unlock(&op->obj.mu);
+    }
 }
 
 static void run_event(struct work *w)
@@ -108,6 +118,27 @@ static void run_event(struct work *w)
     free(data);
 }
 
+void hcs_dispatch_atfork(enum hcs_fork_phase ph)
+{
+    if (ph == HCS_FORK_PREPARE) {
+        pthread_mutex_lock(&g_mu);
+        return;
+    }
+    if (ph == HCS_FORK_CHILD) {
+        /* The dispatcher thread does not exist in the child.  The queued work
+         * is the parent's callbacks: running them here would run them twice
+         * (once per process), so the child forgets them.  The items are
+         * deliberately leaked: the objects they reference may have been in
+         * the middle of a change by a thread that vanished in the fork.  The
+         * condvar may record waiters that no longer exist; start it afresh
+         * so the child's first signal reaches its own dispatcher. */
+        g_head = g_tail = NULL;
+        g_started = false;
+        pthread_cond_init(&g_cv, NULL);
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
 static void *dispatch_main(void *unused)
 {
     (void)unused;
@@ -122,7 +153,7 @@ static void *dispatch_main(void *unused)
         pthread_mutex_unlock(&g_mu);
 
         if (w->kind == WORK_OP)
-            run_op((struct hcs_op *)w->obj, (struct hcs_handle *)w->target);
+            run_op((struct hcs_op *)w->obj, (struct hcs_handle *)w->target, w->counted);
         else
             run_event(w);
         hcs_obj_unref(w->obj);
@@ -156,19 +187,21 @@ static void enqueue(struct work *w)
     pthread_mutex_unlock(&g_mu);
 }
 
-void hcs_dispatch_op(struct hcs_op *op, struct hcs_handle *target)
+bool hcs_dispatch_op(struct hcs_op *op, struct hcs_handle *target, bool counted)
 {
     struct work *w = calloc(1, sizeof *w);
     if (!w)
-        return;     /* ENOMEM: the op is still COMPLETED, waits still work */
+        return false;   /* ENOMEM: the op is still COMPLETED, waits still work */
     hcs_obj_ref(&op->obj);
     w->kind = WORK_OP;
+    w->counted = counted;
     w->obj = &op->obj;
     if (target) {
         hcs_obj_ref(&target->obj);
         w->target = &target->obj;
     }
     enqueue(w);
+    return true;
 }
 
 void hcs_dispatch_event(struct hcs_handle *h, uint32_t type, unsigned char *payload, size_t len)

@@ -78,6 +78,16 @@ struct hcs_obj *hcs_obj_get(const void *handle, enum hcs_kind kind)
     return hcs_obj_get_id((uint64_t)(uintptr_t)handle, kind);
 }
 
+void hcs_obj_atfork(enum hcs_fork_phase ph)
+{
+    /* The table lock is only held for short, non-blocking sections, so
+     * taking it before fork() cannot stall the fork for long. */
+    if (ph == HCS_FORK_PREPARE)
+        pthread_mutex_lock(&g_table_mu);
+    else
+        pthread_mutex_unlock(&g_table_mu);
+}
+
 void hcs_obj_ref(struct hcs_obj *o)
 {
     __atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED);

@@ -151,8 +151,13 @@ struct hcs_op {
     HCS_EVENT_CALLBACK ecb;     /* HcsCreateOperationWithNotifications */
     struct hcs_handle *target;  /* ref: handle the call was made on (or created) */
     uint64_t system_id, process_id;
-    uint32_t request_id;        /* on the wire while running */
+    uint32_t request_id;        /* on the wire while running; 0 until the request is written */
     uint64_t gen;
+    uint64_t run;               /* bumped by every hcs_op_begin: which call is current */
+    bool cancel_requested;      /* HcsCancelOperation came before request_id was known */
+    bool routed;                /* this call's completion goes to its handle's callback */
+    int deliveries;             /* completions queued or being delivered to a callback */
+    bool delivering;            /* the dispatcher is delivering one of them now */
     HRESULT hr;
     char *doc;
     size_t doc_len;
@@ -208,14 +213,27 @@ HRESULT hcs_op_send(struct hcs_op *op, uint64_t gen, uint32_t opcode, uint64_t h
 
 /* ---- dispatcher (hcs_dispatch.c) ----------------------------------------- */
 /* Queue a completion callback for op (takes new refs).  target is the
- * handle the completed call was made on, captured at completion time: the
- * op may be reused for another call before the dispatcher gets to it. */
-void hcs_dispatch_op(struct hcs_op *op, struct hcs_handle *target);
+ * handle the completed call was made on, captured at completion time.
+ * counted: op->deliveries was raised for this item; the dispatcher lowers
+ * it when the callback has returned.  Returns false (nothing queued, nothing
+ * lowered) when out of memory. */
+bool hcs_dispatch_op(struct hcs_op *op, struct hcs_handle *target, bool counted);
 /* Queue an event for a handle (takes a new ref; takes ownership of payload). */
 void hcs_dispatch_event(struct hcs_handle *h, uint32_t type, unsigned char *payload, size_t len);
 bool hcs_dispatch_on_thread(void);
 /* Run the handle's event callback with *ev through the callback gate. */
 void hcs_handle_invoke(struct hcs_handle *h, HCS_EVENT *ev, bool op_completion);
+
+/* ---- fork() (registered in hcs_conn.c) ----------------------------------- */
+/* The child of a fork has only the forking thread: no reader, no dispatcher,
+ * and any library lock another thread held would stay locked forever.  The
+ * prepare phase takes the short-held global locks, parent releases them,
+ * child releases them and forgets the parent's connection and queued work,
+ * so the child can use the library afresh (the parent's handles are dead
+ * there: calls on them give HCS_E_SERVICE_DISCONNECT). */
+enum hcs_fork_phase { HCS_FORK_PREPARE, HCS_FORK_PARENT, HCS_FORK_CHILD };
+void hcs_dispatch_atfork(enum hcs_fork_phase ph);
+void hcs_obj_atfork(enum hcs_fork_phase ph);
 
 /* ---- misc ----------------------------------------------------------------- */
 static inline void hcs_close_fd(int *fd) {

@@ -202,7 +202,16 @@ HRESULT hcs_op_begin(struct hcs_op *op, HCS_OPERATION_TYPE type, struct hcs_hand
     }
     HRESULT hr = S_OK;
     pthread_mutex_lock(&op->obj.mu);
-    if (op->state == HCS_OPSTATE_RUNNING) {
+    /* The completion callback being delivered on this very thread may
+     * reuse its op (chaining calls from the callback is common). */
+    int held = op->deliveries;
+    if (op->delivering && hcs_dispatch_on_thread())
+        held--;
+    if (op->state == HCS_OPSTATE_RUNNING || held > 0) {
+        /* A completion not yet delivered (queued, or its callback still
+         * running) belongs to the previous call: reusing the op now would
+         * let that callback see the op RUNNING again (it would read
+         * PENDING, or close the new call's op). */
         hr = HCS_E_OPERATION_ALREADY_STARTED;
     } else if (routed && (op->cb || op->ecb)) {
         hr = HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET;
@@ -218,6 +227,9 @@ HRESULT hcs_op_begin(struct hcs_op *op, HCS_OPERATION_TYPE type, struct hcs_hand
         op->system_id = system_id;
         op->process_id = process_id;
         op->request_id = 0;
+        op->run++;
+        op->cancel_requested = false;
+        op->routed = routed;
         op->hr = HCS_E_OPERATION_PENDING;
     }
     pthread_mutex_unlock(&op->obj.mu);
@@ -249,7 +261,7 @@ static void op_reply(struct hcs_pending *pp, struct hcs_reply *r)
     struct hcs_op *op = opp->op;
     free(opp);
 
-    bool notify = false;
+    bool notify = false, counted = false;
     struct hcs_handle *target = NULL;
     pthread_mutex_lock(&op->obj.mu);
     if (op->obj.closed) {
@@ -266,13 +278,21 @@ static void op_reply(struct hcs_pending *pp, struct hcs_reply *r)
             op->fds[i] = r->fds[i];
         pthread_cond_broadcast(&op->obj.cv);
         notify = true;
+        /* Someone will be called back: hold reuse until that starts. */
+        counted = op->cb || op->ecb || op->routed;
+        if (counted)
+            op->deliveries++;
         target = op->target;
         if (target)
             hcs_obj_ref(&target->obj);
     }
     pthread_mutex_unlock(&op->obj.mu);
-    if (notify)
-        hcs_dispatch_op(op, target);    /* the dispatcher decides who (if anyone) hears */
+    /* the dispatcher decides who (if anyone) hears */
+    if (notify && !hcs_dispatch_op(op, target, counted) && counted) {
+        pthread_mutex_lock(&op->obj.mu);    /* ENOMEM: no callback will come */
+        op->deliveries--;
+        pthread_mutex_unlock(&op->obj.mu);
+    }
     if (target)
         hcs_obj_unref(&target->obj);
     hcs_obj_unref(&op->obj);
@@ -288,16 +308,34 @@ HRESULT hcs_op_send(struct hcs_op *op, uint64_t gen, uint32_t opcode, uint64_t h
     opp->p.complete = op_reply;
     opp->op = op;
     hcs_obj_ref(&op->obj);
+    uint32_t rid = opp->p.request_id;
     pthread_mutex_lock(&op->obj.mu);
-    op->request_id = opp->p.request_id;    /* for HcsCancelOperation */
-    op->gen = gen;
+    uint64_t run = op->run;
     pthread_mutex_unlock(&op->obj.mu);
     HRESULT hr = hcs_conn_request(gen, opcode, handle, new_handle, arg, payload, len, &opp->p);
     if (FAILED(hr)) {
         hcs_obj_unref(&op->obj);
         free(opp);
+        return hr;
     }
-    return hr;
+    /* Publish the request id for HcsCancelOperation only now that the
+     * request is on the wire: a CANCEL written before its request would be
+     * ignored by the service.  A cancel that came earlier (e.g. while
+     * Enumerate was still connecting) was parked in cancel_requested and is
+     * sent now.  The reply may already have completed this call, and the op
+     * may even have been reused by another thread: 'run' tells. */
+    pthread_mutex_lock(&op->obj.mu);
+    bool mine = op->run == run && op->state == HCS_OPSTATE_RUNNING;
+    bool cancel = mine && op->cancel_requested;
+    if (mine) {
+        op->request_id = rid;
+        op->gen = gen;
+        op->cancel_requested = false;
+    }
+    pthread_mutex_unlock(&op->obj.mu);
+    if (cancel)
+        hcs_conn_request(gen, HCS_OP_CANCEL, 0, 0, rid, NULL, 0, NULL);
+    return S_OK;
 }
 
 static HRESULT get_result(HCS_OPERATION operation, bool wait, DWORD timeout_ms, bool want_pi,
@@ -398,13 +436,18 @@ HCSAPI HRESULT WINAPI HcsCancelOperation(HCS_OPERATION operation)
     enum hcs_op_state st = op->state;
     uint32_t rid = op->request_id;
     uint64_t gen = op->gen;
+    /* Running but its request is not on the wire yet: hcs_op_send sends the
+     * CANCEL right after it (dropping it here lost the cancel, and a request
+     * the service sits on then never completed). */
+    if (st == HCS_OPSTATE_RUNNING && rid == 0)
+        op->cancel_requested = true;
     pthread_mutex_unlock(&op->obj.mu);
     hcs_obj_unref(&op->obj);
 
     if (st == HCS_OPSTATE_IDLE)
         return HCS_E_OPERATION_NOT_STARTED;
     if (st == HCS_OPSTATE_COMPLETED || rid == 0)
-        return S_OK;            /* nothing left to stop */
+        return S_OK;            /* nothing left to stop, or parked (above) */
     /* No reply to CANCEL; the op completes exactly once through its own
      * reply (E_ABORT if it was stopped).  A broken connection completes it
      * with SERVICE_DISCONNECT, so a failed send is not an error either. */

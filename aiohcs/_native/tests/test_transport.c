@@ -13,6 +13,16 @@
  *   CREATE_PROCESS   -> pid 42, stdout = a pipe holding "hi\n", then a
  *                       ProcessExited event
  *   MODIFY_SERVICE_SETTINGS "die" -> the service drops the connection
+ *   ENUMERATE "hang" -> never answered until CANCELled (E_ABORT); any number
+ *   HELLO            -> delayed by g_hello_delay_ms when that is set
+ * and adversarial peers, also on MODIFY_SERVICE_SETTINGS:
+ *   "garbage"   -> 48 bytes of junk instead of a reply
+ *   "midframe"  -> half a reply, then the peer closes
+ *   "bigreply"  -> a reply header announcing 16 MiB + 1 payload bytes
+ *   "strayfds"  -> fds on a reply to an unknown request id, on an event and
+ *                  on a reply whose fdmask does not name them; then a real reply
+ *   "stall"     -> stops reading, waits 300 ms, sends junk, keeps the socket
+ *                  open (not reading) for up to 5 s more
  */
 #define _GNU_SOURCE
 #include "hcs_frame.c"
@@ -22,6 +32,8 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sched.h>
+#include <sys/wait.h>
 
 #include "testlib.h"
 
@@ -70,11 +82,68 @@ static void reply(int fd, const struct hcs_frame_hdr *rq, int32_t hr, const char
     fake_send(fd, HCS_KIND_REPLY, rq->op, rq->request_id, 0, 0, hr, doc, -1, 0);
 }
 
+static int g_hello_delay_ms;             /* atomic */
+static int g_stall_release;             /* atomic: ends a "stall" early */
+
+/* requests the fake sits on until they are cancelled */
+#define MAX_HUNG 8192
+struct hung { uint32_t rid, op; };
+
+static void send_junk(int fd)
+{
+    unsigned char junk[HCS_WIRE_HDR_SIZE];
+    memset(junk, 0x5A, sizeof junk);
+    if (send(fd, junk, sizeof junk, MSG_NOSIGNAL) < 0)
+        perror("fake junk");
+}
+
+/* adversarial behaviours; returns false when the connection must end now */
+static bool fake_adversary(int fd, const struct hcs_frame_hdr *rq, const char *pl)
+{
+    if (strcmp(pl, "garbage") == 0) {
+        send_junk(fd);
+    } else if (strcmp(pl, "midframe") == 0) {
+        unsigned char hdr[HCS_WIRE_HDR_SIZE];
+        struct hcs_frame_hdr h = { .magic = HCS_WIRE_MAGIC, .version = 1, .kind = HCS_KIND_REPLY,
+                                   .op = rq->op, .request_id = rq->request_id, .length = 100 };
+        hcs_frame_encode(&h, hdr);
+        if (send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) < 0 || send(fd, "0123456789", 10, MSG_NOSIGNAL) < 0)
+            perror("fake midframe");
+        return false;
+    } else if (strcmp(pl, "bigreply") == 0) {
+        unsigned char hdr[HCS_WIRE_HDR_SIZE];
+        struct hcs_frame_hdr h = { .magic = HCS_WIRE_MAGIC, .version = 1, .kind = HCS_KIND_REPLY,
+                                   .op = rq->op, .request_id = rq->request_id,
+                                   .length = HCS_WIRE_MAX_PAYLOAD + 1 };
+        hcs_frame_encode(&h, hdr);
+        if (send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) < 0)
+            perror("fake bigreply");
+    } else if (strcmp(pl, "strayfds") == 0) {
+        int pp[2];
+        REQUIRE(pipe(pp) == 0);
+        fake_send(fd, HCS_KIND_REPLY, rq->op, 0x7FFFFFF0u, 0, 0, 0, "stray", pp[0], 2u);  /* nobody's */
+        fake_send(fd, HCS_KIND_EVENT, HcsEventSystemExited, 0, 0x7777, 0, 0, NULL, pp[1], 1u);  /* event */
+        fake_send(fd, HCS_KIND_REPLY, rq->op, rq->request_id, 0, 0, 0, NULL, pp[0], 0u);  /* unnamed fd */
+        close(pp[0]);
+        close(pp[1]);
+    } else if (strcmp(pl, "stall") == 0) {
+        usleep(300 * 1000);         /* the client fills the socket meanwhile */
+        send_junk(fd);
+        for (int i = 0; i < 500 && !__atomic_load_n(&g_stall_release, __ATOMIC_SEQ_CST); i++)
+            usleep(10 * 1000);
+        return false;
+    } else {
+        return true;
+    }
+    return true;
+}
+
 static void *fake_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    uint32_t hung_rid = 0;              /* the GET_PROPERTIES waiting for CANCEL */
-    uint32_t hung_op = 0;
+    struct hung *hung = calloc(MAX_HUNG, sizeof *hung);
+    size_t nhung = 0;
+    REQUIRE(hung != NULL);
     for (;;) {
         struct hcs_frame_hdr rq;
         unsigned char *p;
@@ -86,10 +155,15 @@ static void *fake_conn(void *arg)
         switch (rq.op) {
         case HCS_OP_HELLO:
             FAKE_CHECK(strcmp(pl, "libcomputecore/1") == 0);
+            if (__atomic_load_n(&g_hello_delay_ms, __ATOMIC_SEQ_CST))
+                usleep((useconds_t)__atomic_load_n(&g_hello_delay_ms, __ATOMIC_SEQ_CST) * 1000);
             reply(fd, &rq, 0, "{\"ProtocolVersion\":1,\"Service\":\"fake\"}");
             break;
         case HCS_OP_ENUMERATE:
-            reply(fd, &rq, 0, "[{\"Id\":\"a\"}]");
+            if (strcmp(pl, "hang") == 0 && nhung < MAX_HUNG)
+                hung[nhung++] = (struct hung){ rq.request_id, rq.op };
+            else
+                reply(fd, &rq, 0, "[{\"Id\":\"a\"}]");
             break;
         case HCS_OP_CREATE_SYSTEM: {
             FAKE_CHECK(rq.new_handle != 0);
@@ -116,14 +190,17 @@ static void *fake_conn(void *arg)
                       "{\"Status\":0,\"ExitType\":\"ForcedExit\"}", -1, 0);
             break;
         case HCS_OP_GET_PROPERTIES:
-            hung_rid = rq.request_id;
-            hung_op = rq.op;
+            if (nhung < MAX_HUNG)
+                hung[nhung++] = (struct hung){ rq.request_id, rq.op };
             break;
         case HCS_OP_CANCEL:
-            if (rq.arg == hung_rid && hung_rid) {
-                struct hcs_frame_hdr h = { .op = hung_op, .request_id = hung_rid };
-                reply(fd, &h, (int32_t)0x80004004, NULL);
-                hung_rid = 0;
+            for (size_t i = 0; i < nhung; i++) {
+                if (hung[i].rid == rq.arg) {
+                    struct hcs_frame_hdr h = { .op = hung[i].op, .request_id = hung[i].rid };
+                    reply(fd, &h, (int32_t)0x80004004, NULL);
+                    hung[i] = hung[--nhung];
+                    break;
+                }
             }
             break;
         case HCS_OP_CREATE_PROCESS: {
@@ -145,7 +222,12 @@ static void *fake_conn(void *arg)
                 free(p);
                 goto out;
             }
-            reply(fd, &rq, 0, NULL);
+            if (!fake_adversary(fd, &rq, pl)) {
+                free(p);
+                goto out;
+            }
+            if (strcmp(pl, "garbage") != 0 && strcmp(pl, "bigreply") != 0 && strcmp(pl, "strayfds") != 0)
+                reply(fd, &rq, 0, NULL);
             break;
         case HCS_OP_CLOSE_SYSTEM:
         case HCS_OP_CLOSE_PROCESS:
@@ -159,6 +241,7 @@ static void *fake_conn(void *arg)
                 close(fds[i]);
     }
 out:
+    free(hung);
     close(fd);
     return NULL;
 }
@@ -580,6 +663,361 @@ static void test_disconnect(void)
     free(id); free(cfg); free(die);
 }
 
+/* ------------------------------------------------ adversarial peers */
+
+static int count_fds(void)
+{
+    int n = 0;
+    char path[64];
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        if (access(path, F_OK) == 0)
+            n++;
+    }
+    return n;
+}
+
+static int connections(void)
+{
+    pthread_mutex_lock(&g_fake_mu);
+    int n = g_connections;
+    pthread_mutex_unlock(&g_fake_mu);
+    return n;
+}
+
+static void make_live(void)
+{
+    HCS_OPERATION op = HcsCreateOperation(NULL, NULL);
+    CHECK_HR(HcsEnumerateComputeSystems(NULL, op), S_OK);
+    CHECK_HR(HcsWaitForOperationResult(op, 5000, NULL), S_OK);
+    HcsCloseOperation(op);
+}
+
+static void test_adversarial_peer(void)
+{
+    WCHAR *hang = t_w("hang");
+    const char *breaking[] = { "garbage", "midframe", "bigreply" };
+    for (size_t i = 0; i < sizeof breaking / sizeof *breaking; i++) {
+        make_live();
+        HCS_OPERATION pending = HcsCreateOperation(NULL, NULL);
+        CHECK_HR(HcsEnumerateComputeSystems(hang, pending), S_OK);
+        WCHAR *cmd = t_w(breaking[i]);
+        PWSTR res = NULL;
+        double t0 = t_now();
+        CHECK_HR(HcsModifyServiceSettings(cmd, &res), HCS_E_SERVICE_DISCONNECT);
+        CHECK(t_now() - t0 < 2.0);
+        CHECK(res == NULL);
+        CHECK_HR(HcsWaitForOperationResult(pending, 3000, NULL), HCS_E_SERVICE_DISCONNECT);
+        HcsCloseOperation(pending);
+        free(cmd);
+    }
+
+    /* fds nobody may keep: closed on arrival, and the connection survives */
+    make_live();
+    usleep(100 * 1000);                 /* old fake connections finish closing */
+    int before_conn = connections();
+    int before = count_fds();
+    WCHAR *stray = t_w("strayfds");
+    PWSTR res = NULL;
+    CHECK_HR(HcsModifyServiceSettings(stray, &res), S_OK);
+    CHECK(res == NULL);
+    CHECK(count_fds() == before);
+    make_live();
+    CHECK(connections() == before_conn);
+    free(stray);
+    free(hang);
+}
+
+/* The peer stops reading while a writer is blocked on the full socket, then
+ * sends junk.  The reader must still fail every pending request promptly:
+ * it used to wait for the write lock that the blocked writer held. */
+struct big_call { WCHAR *doc; HRESULT hr; };
+static void *stall_cmd_thread(void *arg)
+{
+    WCHAR *cmd = t_w("stall");
+    *(HRESULT *)arg = HcsModifyServiceSettings(cmd, NULL);
+    free(cmd);
+    return NULL;
+}
+static void *big_writer_thread(void *arg)
+{
+    struct big_call *b = arg;
+    usleep(50 * 1000);
+    b->hr = HcsModifyServiceSettings(b->doc, NULL);
+    return NULL;
+}
+
+static void test_stalled_peer_with_blocked_writer(void)
+{
+    make_live();
+    WCHAR *hang = t_w("hang");
+    HCS_OPERATION pending = HcsCreateOperation(NULL, NULL);
+    CHECK_HR(HcsEnumerateComputeSystems(hang, pending), S_OK);
+    size_t n = 4u * 1024 * 1024;
+    struct big_call b = { .doc = malloc((n + 1) * sizeof(WCHAR)) };
+    for (size_t i = 0; i < n; i++)
+        b.doc[i] = 'a';
+    b.doc[n] = 0;
+    HRESULT stall_hr = S_OK;
+    __atomic_store_n(&g_stall_release, 0, __ATOMIC_SEQ_CST);
+    pthread_t ts, tb;
+    pthread_create(&ts, NULL, stall_cmd_thread, &stall_hr);
+    pthread_create(&tb, NULL, big_writer_thread, &b);
+    double t0 = t_now();
+    CHECK_HR(HcsWaitForOperationResult(pending, 3000, NULL), HCS_E_SERVICE_DISCONNECT);
+    CHECK(t_now() - t0 < 2.5);
+    __atomic_store_n(&g_stall_release, 1, __ATOMIC_SEQ_CST);
+    pthread_join(ts, NULL);
+    pthread_join(tb, NULL);
+    CHECK_HR(stall_hr, HCS_E_SERVICE_DISCONNECT);
+    CHECK_HR(b.hr, HCS_E_SERVICE_DISCONNECT);
+    HcsCloseOperation(pending);
+    free(b.doc);
+    free(hang);
+}
+
+/* A cancel that arrives while the call is still connecting (HELLO) must not
+ * be lost: the service would sit on the request forever. */
+struct enum_call { HCS_OPERATION op; WCHAR *q; HRESULT hr; };
+static void *enum_thread(void *arg)
+{
+    struct enum_call *e = arg;
+    e->hr = HcsEnumerateComputeSystems(e->q, e->op);
+    return NULL;
+}
+
+static void test_cancel_while_connecting(void)
+{
+    make_live();
+    WCHAR *die = t_w("die");
+    CHECK_HR(HcsModifyServiceSettings(die, NULL), HCS_E_SERVICE_DISCONNECT);
+    __atomic_store_n(&g_hello_delay_ms, 400, __ATOMIC_SEQ_CST);
+    struct enum_call e = { .op = HcsCreateOperation(NULL, NULL), .q = t_w("hang") };
+    pthread_t t;
+    pthread_create(&t, NULL, enum_thread, &e);
+    usleep(150 * 1000);                 /* the call is inside HELLO now */
+    CHECK_HR(HcsCancelOperation(e.op), S_OK);
+    pthread_join(t, NULL);
+    __atomic_store_n(&g_hello_delay_ms, 0, __ATOMIC_SEQ_CST);
+    CHECK_HR(e.hr, S_OK);
+    CHECK_HR(HcsWaitForOperationResult(e.op, 3000, NULL), E_ABORT);
+    HcsCloseOperation(e.op);
+    free(e.q);
+    free(die);
+}
+
+/* A forked child (multiprocessing, os.fork) must get its own connection,
+ * not write into the parent's with the parent's request ids. */
+static void test_fork_child_reconnects(void)
+{
+    make_live();
+    int before = connections();
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        HCS_OPERATION op = HcsCreateOperation(NULL, NULL);
+        int rc = 0;
+        if (HcsEnumerateComputeSystems(NULL, op) != S_OK)
+            rc |= 1;
+        PWSTR doc = NULL;
+        if (HcsWaitForOperationResult(op, 3000, &doc) != S_OK)
+            rc |= 2;
+        if (!doc_has(doc, "\"Id\":\"a\""))
+            rc |= 4;
+        _exit(rc);                      /* no atexit/LSan in the child */
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "fork child status 0x%x\n", status);
+    CHECK(connections() == before + 1);
+    make_live();                        /* the parent's connection is unharmed */
+    CHECK(connections() == before + 1);
+}
+
+/* ------------------------------------------------------------- stress */
+
+#define STRESS_THREADS 8
+#define STRESS_OPS 500
+static HCS_SYSTEM g_stress_sys;
+static int g_stress_bad;                /* atomic: unexpected results */
+static int g_stress_cb;                 /* atomic: callbacks run */
+
+#define STRESS_BAD(what, hr) do { \
+    __atomic_add_fetch(&g_stress_bad, 1, __ATOMIC_SEQ_CST); \
+    fprintf(stderr, "stress: %s -> 0x%08X\n", what, (unsigned)(hr)); \
+} while (0)
+
+static void stress_cb(HCS_OPERATION op, void *ctx)
+{
+    __atomic_add_fetch(&g_stress_cb, 1, __ATOMIC_SEQ_CST);
+    PWSTR doc = NULL;
+    /* API.md §5.1: inside its completion callback the op is completed */
+    HRESULT hr = HcsGetOperationResult(op, &doc);
+    if (hr == HCS_E_OPERATION_PENDING || hr == HCS_E_OPERATION_NOT_STARTED)
+        STRESS_BAD("result inside completion callback", hr);
+    LocalFree(doc);
+    if ((intptr_t)ctx == 1)
+        HcsCloseOperation(op);          /* close inside its own callback */
+}
+
+static void stress_ecb(HCS_EVENT *ev, void *ctx)
+{
+    (void)ctx;
+    __atomic_add_fetch(&g_stress_cb, 1, __ATOMIC_SEQ_CST);
+    HcsGetOperationResult(ev->Operation, NULL);
+}
+
+/* Operations shared with the chaos thread, which cancels or closes them
+ * from under their owner (waits then see E_HANDLE; reuse gets E_HANDLE). */
+#define STRESS_SLOTS 64
+static HCS_OPERATION g_slots[STRESS_SLOTS];
+static int g_stress_stop;
+
+static void *chaos_thread(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    while (!__atomic_load_n(&g_stress_stop, __ATOMIC_SEQ_CST)) {
+        unsigned r = (unsigned)rand_r(&seed);
+        HCS_OPERATION op = __atomic_exchange_n(&g_slots[r % STRESS_SLOTS], NULL, __ATOMIC_SEQ_CST);
+        if (!op) {
+            sched_yield();
+            continue;
+        }
+        HRESULT hr = HcsCancelOperation(op);   /* the op may be closed already */
+        if (hr != S_OK && hr != E_HANDLE && hr != HCS_E_OPERATION_NOT_STARTED)
+            STRESS_BAD("chaos cancel", hr);
+        if ((r >> 8) % 3 == 0)
+            HcsCloseOperation(op);
+    }
+    return NULL;
+}
+
+static void *stress_thread(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    WCHAR hang[] = { 'h', 'a', 'n', 'g', 0 };
+    WCHAR *params = t_w("{\"CommandLine\":\"x\",\"CreateStdOutPipe\":true}");
+    HCS_OPERATION keep = NULL;
+    for (int i = 0; i < STRESS_OPS; i++) {
+        unsigned r = (unsigned)rand_r(&seed);
+        HCS_OPERATION op;
+        if (keep && (r & 1)) {
+            op = keep;                  /* reuse a completed operation */
+        } else {
+            if (keep)
+                HcsCloseOperation(keep);
+            switch ((r >> 1) % 4) {
+            case 0: op = HcsCreateOperation(NULL, NULL); break;
+            case 1: op = HcsCreateOperation((void *)0, stress_cb); break;
+            case 2: op = HcsCreateOperation((void *)1, stress_cb); break;
+            default: op = HcsCreateOperationWithNotifications(0, NULL, stress_ecb); break;
+            }
+        }
+        keep = NULL;
+        int kind = (int)((r >> 3) % 4);
+        HCS_PROCESS proc = NULL;
+        HRESULT hr;
+        switch (kind) {
+        case 0: hr = HcsEnumerateComputeSystems(NULL, op); break;
+        case 1: hr = HcsEnumerateComputeSystems(hang, op); break;
+        case 2: hr = HcsCreateProcess(g_stress_sys, params, op, NULL, &proc); break;
+        default: hr = HcsGetComputeSystemProperties(g_stress_sys, op, NULL); break;
+        }
+        if (hr == E_HANDLE || hr == HCS_E_OPERATION_ALREADY_STARTED) {
+            /* a reused op that was closed (by its callback or the chaos
+             * thread), or whose last completion is not delivered yet */
+            HcsCloseOperation(op);
+            continue;
+        }
+        if (hr != S_OK) {
+            STRESS_BAD("start", hr);
+            HcsCloseOperation(op);
+            continue;
+        }
+        if ((r >> 10) % 4 == 0)
+            __atomic_store_n(&g_slots[(r >> 12) % STRESS_SLOTS], op, __ATOMIC_SEQ_CST);
+        bool hangs = kind == 1 || kind == 3;
+        int act = (int)((r >> 5) % 4);
+        if (act == 0) {
+            HcsCloseOperation(op);      /* close while running; reply dropped */
+            op = NULL;
+        } else {
+            if (act == 1 || hangs) {
+                hr = HcsCancelOperation(op);
+                if (hr != S_OK && hr != E_HANDLE)
+                    STRESS_BAD("cancel", hr);
+            }
+            HCS_PROCESS_INFORMATION pi;
+            hr = kind == 2 ? HcsWaitForOperationResultAndProcessInfo(op, 5000, &pi, NULL)
+                           : HcsWaitForOperationResult(op, 5000, NULL);
+            if (hr == S_OK && kind == 2) {
+                if (pi.StdOutput != INVALID_HANDLE_VALUE)
+                    close((int)(intptr_t)pi.StdOutput);
+            } else if (hr != S_OK && hr != E_ABORT && hr != E_HANDLE) {
+                STRESS_BAD("wait", hr);
+            }
+            if ((r >> 7) & 1) {
+                keep = op;              /* reused next round (maybe) */
+            } else if ((r >> 8) & 1) {
+                /* leave unclaimed stdio fds on it: close must free them */
+                HcsCloseOperation(op);
+            } else {
+                HcsCloseOperation(op);
+            }
+        }
+        if (proc)
+            HcsCloseProcess(proc);
+    }
+    if (keep)
+        HcsCloseOperation(keep);
+    free(params);
+    return NULL;
+}
+
+static void test_stress(void)
+{
+    WCHAR *id = t_w("stress"), *cfg = t_w("{}"), *die = t_w("die");
+    make_live();
+    HCS_OPERATION op = HcsCreateOperation(NULL, NULL);
+    CHECK_HR(HcsCreateComputeSystem(id, cfg, op, NULL, &g_stress_sys), S_OK);
+    CHECK_HR(HcsWaitForOperationResult(op, 5000, NULL), S_OK);
+    HcsCloseOperation(op);
+    usleep(200 * 1000);
+    int fds_before = count_fds();
+
+    double t0 = t_now();
+    pthread_t t[STRESS_THREADS], chaos;
+    pthread_create(&chaos, NULL, chaos_thread, (void *)(uintptr_t)0xC4A05u);
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_create(&t[i], NULL, stress_thread, (void *)(uintptr_t)(0x1234u + (unsigned)i * 7919u));
+    for (int i = 0; i < STRESS_THREADS; i++)
+        pthread_join(t[i], NULL);
+    __atomic_store_n(&g_stress_stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(chaos, NULL);
+    double dt = t_now() - t0;
+    printf("stress: %d x %d operations in %.2f s, %d callbacks\n", STRESS_THREADS, STRESS_OPS, dt,
+           __atomic_load_n(&g_stress_cb, __ATOMIC_SEQ_CST));
+    CHECK(dt < 20.0);
+    CHECK(__atomic_load_n(&g_stress_bad, __ATOMIC_SEQ_CST) == 0);
+    HcsCloseComputeSystem(g_stress_sys);
+
+    /* Requests closed while running still sit in the fake: dropping the
+     * connection completes (and frees) them.  Then nothing may be left
+     * open beyond the fresh connection. */
+    CHECK_HR(HcsModifyServiceSettings(die, NULL), HCS_E_SERVICE_DISCONNECT);
+    usleep(300 * 1000);
+    make_live();
+    usleep(100 * 1000);
+    int fds_after = count_fds();
+    CHECK(fds_after == fds_before);
+    if (fds_after != fds_before)
+        fprintf(stderr, "stress: %d fds before, %d after\n", fds_before, fds_after);
+    free(id); free(cfg); free(die);
+}
+
 int main(void)
 {
     g_main_thread = pthread_self();
@@ -589,6 +1027,11 @@ int main(void)
     test_system_lifecycle();
     test_close_gates();
     test_disconnect();
+    test_adversarial_peer();
+    test_stalled_peer_with_blocked_writer();
+    test_cancel_while_connecting();
+    test_fork_child_reconnects();
+    test_stress();
     close(g_listen_fd);
     unlink(g_sock_path);
     usleep(50 * 1000);          /* let the dispatcher finish the last callbacks */
