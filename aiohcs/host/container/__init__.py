@@ -1,0 +1,1 @@
+"""Container backend: HCS Container documents run as OCI containers (runc/crun)."""
