@@ -7,10 +7,16 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
 
+from aiohcs.host.container.cgroups import (
+    CgroupPrepareError,
+    prepare_cgroups_for_crun,
+    read_cgroup_layout,
+)
 from aiohcs.host.container.runtime import RuntimeUnavailable, choose_runtime
 from aiohcs.host.service import Service, Settings
 
@@ -38,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="state directory (env AIOHCS_STATE_DIR; default %(default)s)",
     )
     p.add_argument("--runtime", choices=("auto", "runc", "crun"), default="auto")
+    p.add_argument(
+        "--prepare-cgroups",
+        action="store_true",
+        help="if crun is to be used on a hybrid cgroup host with controllers on cgroup v2, "
+        "bind those controllers to cgroup v1 hierarchies first (changes the host's cgroup "
+        "layout until reboot; never done without this flag)",
+    )
     p.add_argument(
         "--init",
         default=os.environ.get("AIOHCS_INIT", str(default_init_path())),
@@ -90,15 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         log.error("the host service must run as root (containers need namespaces and mounts)")
         return 1
+    uses_crun = shutil.which("crun") is not None and (
+        args.runtime == "crun" or (args.runtime == "auto" and shutil.which("runc") is None)
+    )
+    if args.prepare_cgroups and uses_crun:
+        try:
+            for command in prepare_cgroups_for_crun():
+                log.warning("--prepare-cgroups: changed the host's cgroup layout: %s", command)
+        except CgroupPrepareError as e:
+            log.error("--prepare-cgroups: %s", e)
+            return 1
+    elif args.prepare_cgroups:
+        log.info("--prepare-cgroups: nothing to do, crun is not used")
     try:
         name, path = choose_runtime(args.runtime)
     except RuntimeUnavailable as e:
         log.error("no usable OCI runtime: %s", e)
         return 1
     if args.runtime == "auto" and name == "runc":
-        from aiohcs.host.container.runtime import crun_blocker
-
-        blocker = crun_blocker()
+        blocker = read_cgroup_layout().crun_blocker()
         if blocker:
             log.info("using runc; crun would not work here: %s", blocker)
     init_path = Path(args.init)

@@ -479,6 +479,14 @@ async def test_state_errors(client: WireClient, busybox_rootfs: Path) -> None:
     await expect_fault(
         client.create_process(h, {"CommandArgs": ["nosuchcmd"]}), hresults.E_FILE_NOT_FOUND
     )
+    # the runtime's own words reach the client; both runtimes name the command
+    err = await expect_fault(
+        client.create_process(h, {"CommandArgs": ["nosuchcmd2"]}), hresults.E_FILE_NOT_FOUND
+    )
+    assert "nosuchcmd2" in err.message
+    await expect_fault(
+        client.create_process(h, {"CommandArgs": ["/etc/passwd"]}), hresults.E_ACCESSDENIED
+    )
     await expect_fault(client.call(Op.START, handle=9999), hresults.E_HANDLE)
     _code, out, _ = await run_proc(client, h, ["echo", "still fine"])
     assert out == b"still fine\n"
@@ -573,11 +581,11 @@ async def test_disconnect_terminates_on_last_handle(
 
 
 async def test_leftover_containers_are_cleaned(
-    tmp_path: Path, busybox_rootfs: Path, init_binary: Path
+    tmp_path: Path, busybox_rootfs: Path, init_binary: Path, runtime: str
 ) -> None:
-    from .conftest import start_service, stop_service
+    from .conftest import runtime_args, start_service, stop_service
 
-    svc = start_service(tmp_path / "a")
+    svc = start_service(tmp_path / "a", *runtime_args(runtime))
     try:
         c = await WireClient.connect(svc.socket)
         await running(c, busybox_rootfs)
@@ -586,7 +594,7 @@ async def test_leftover_containers_are_cleaned(
         svc.proc.wait()
     finally:
         stop_service(svc)
-    svc2 = start_service(tmp_path / "a")
+    svc2 = start_service(tmp_path / "a", *runtime_args(runtime))
     try:
         c = await WireClient.connect(svc2.socket)
         await still_serving(c)
@@ -602,13 +610,13 @@ def test_socket_mode(service: RunningService) -> None:
 
 
 async def test_service_stop_cleans_up(
-    tmp_path: Path, busybox_rootfs: Path, init_binary: Path
+    tmp_path: Path, busybox_rootfs: Path, init_binary: Path, runtime: str
 ) -> None:
-    from .conftest import start_service, stop_service
+    from .conftest import runtime_args, start_service, stop_service
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    svc = start_service(tmp_path / "s")
+    svc = start_service(tmp_path / "s", *runtime_args(runtime))
     try:
         c = await WireClient.connect(svc.socket)
         h = await c.create_system(

@@ -5,6 +5,13 @@ Every invocation is a child spawned through the service's single Reaper
 Commands that start container processes (`create`, `exec --detach`) get the
 container's stdio as their own stdio, so their error text is taken from the
 runtime's `--log` file instead.
+
+runc and crun take the same command lines here (`--root`, `--log` with
+`--log-format json`, create/start/exec --detach/--pid-file/--console-socket,
+kill, pause, resume, delete --force, state, list --format json), both exit 1
+on failure and both log `{"level": "error", "msg": ...}` lines. Their error
+texts differ; `exec_failure_fault` knows both. Whether crun can run at all
+depends on the host's cgroup layout: see cgroups.py.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohcs import hresults
+from aiohcs.host.container.cgroups import CgroupLayout, read_cgroup_layout
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.reaper import ExitStatus, Reaper, run
 
@@ -39,34 +47,18 @@ class RuntimeFailure(Exception):
         self.message = message
 
 
-def crun_blocker(cgroup_root: str = "/sys/fs/cgroup") -> str | None:
-    """Why crun cannot run containers on this host, or None if it can.
+def choose_runtime(requested: str, layout: CgroupLayout | None = None) -> tuple[str, str]:
+    """(name, path) of the runtime to use for `--runtime {auto,runc,crun}`.
 
-    On a hybrid cgroup host (v1 controllers plus a cgroup2 mount at
-    <root>/unified) crun refuses to work while any controller is attached to
-    the v2 hierarchy ("cgroups in hybrid mode not supported, drop all
-    controllers from cgroupv2"). Typically that is `hugetlb`, which systemd
-    leaves on v2 when the v1 hugetlb hierarchy is not mounted.
+    `layout` is the host's cgroup layout (read from the host when None): crun
+    is refused with the exact fix when it would fail on it (see cgroups.py).
     """
-    unified = Path(cgroup_root, "unified", "cgroup.controllers")
-    try:
-        controllers = unified.read_text().split()
-    except OSError:
-        return None
-    if controllers:
-        return (
-            f"crun refuses hybrid cgroups while controllers are attached to the cgroup v2 "
-            f"hierarchy at {unified.parent} (attached: {' '.join(controllers)}); mount them as "
-            f"cgroup v1 hierarchies (e.g. `mkdir {cgroup_root}/hugetlb && mount -t cgroup "
-            f"-o hugetlb cgroup {cgroup_root}/hugetlb`) or use runc"
-        )
-    return None
-
-
-def choose_runtime(requested: str, cgroup_root: str = "/sys/fs/cgroup") -> tuple[str, str]:
-    """(name, path) of the runtime to use for `--runtime {auto,runc,crun}`."""
     runc = shutil.which("runc")
     crun = shutil.which("crun")
+
+    def crun_blocker() -> str | None:
+        return (layout if layout is not None else read_cgroup_layout()).crun_blocker()
+
     if requested == "runc":
         if runc is None:
             raise RuntimeUnavailable("--runtime runc: runc is not installed (not on PATH)")
@@ -74,7 +66,7 @@ def choose_runtime(requested: str, cgroup_root: str = "/sys/fs/cgroup") -> tuple
     if requested == "crun":
         if crun is None:
             raise RuntimeUnavailable("--runtime crun: crun is not installed (not on PATH)")
-        blocker = crun_blocker(cgroup_root)
+        blocker = crun_blocker()
         if blocker:
             raise RuntimeUnavailable(f"--runtime crun: {blocker}")
         return "crun", crun
@@ -83,7 +75,7 @@ def choose_runtime(requested: str, cgroup_root: str = "/sys/fs/cgroup") -> tuple
     if runc is not None:
         return "runc", runc
     if crun is not None:
-        blocker = crun_blocker(cgroup_root)
+        blocker = crun_blocker()
         if blocker:
             raise RuntimeUnavailable(f"runc is not installed and {blocker}")
         return "crun", crun
@@ -211,7 +203,14 @@ class Runtime:
 
 
 def exec_failure_fault(err: RuntimeFailure) -> HcsFault:
-    """Map a failed `exec` to an HRESULT; a missing executable is FILE_NOT_FOUND."""
+    """Map a failed `exec` to an HRESULT; a missing executable is FILE_NOT_FOUND.
+
+    runc: `exec: "x": executable file not found in $PATH`,
+          `exec: "/x": stat /x: no such file or directory`, `exec: "/f": permission denied`;
+    crun: "executable file `x` not found in $PATH: No such file or directory"
+          (also for absolute paths), `open executable: Permission denied`.
+    The client gets the runtime's own text.
+    """
     text = err.message or str(err)
     lowered = text.lower()
     if "executable file not found" in lowered or "no such file or directory" in lowered:

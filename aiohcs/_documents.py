@@ -1,0 +1,93 @@
+"""Documents in and out: Python values -> UTF-16 payloads, result text -> models.
+
+HCS takes every document as UTF-16 JSON text.  Callers may give a pydantic
+model (dumped by alias, only set fields), a mapping/list (``json.dumps``), a
+JSON string (sent verbatim: the service is the judge of its validity, so a
+malformed string fails with InvalidJson and the service's message), or None
+(a NULL pointer: "no document").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+from pydantic import BaseModel
+
+from ._ffi import ffi
+
+Document: TypeAlias = BaseModel | Mapping[str, Any] | Sequence[Any] | str | bytes | None
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def to_json(document: Document) -> str | None:
+    """The JSON text of a document, or None for "no document"."""
+    if document is None:
+        return None
+    if isinstance(document, BaseModel):
+        return document.model_dump_json(by_alias=True, exclude_unset=True)
+    if isinstance(document, str):
+        return document
+    if isinstance(document, bytes | bytearray):
+        return bytes(document).decode("utf-8")
+    if isinstance(document, Mapping | list | tuple):
+        return json.dumps(_plain(document), separators=(",", ":"))
+    raise TypeError(
+        f"a document must be a pydantic model, dict, list, JSON string or None, "
+        f"not {type(document).__name__}"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Mappings/lists that may contain pydantic models -> plain JSON values."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def wide(text: str | None) -> Any:
+    """A NUL-terminated ``char16_t[]`` for ``text`` (ffi.NULL for None).
+
+    The caller must keep the returned cdata alive for as long as the native
+    call may read it (for an async call: until its completion arrives).
+    """
+    if text is None:
+        return ffi.NULL
+    if "\x00" in text:
+        raise ValueError("HCS strings cannot contain NUL characters")
+    return ffi.new("char16_t[]", text)
+
+
+def wide_document(document: Document) -> Any:
+    """:func:`to_json` then :func:`wide`."""
+    return wide(to_json(document))
+
+
+def parse_json(text: str | None) -> Any:
+    """Parse a result document; None or empty text gives None."""
+    if text is None or not text.strip():
+        return None
+    return json.loads(text)
+
+
+def parse_model(model: type[M], text: str | None) -> M:
+    """Parse a result document into ``model``; no document gives an empty model."""
+    if text is None or not text.strip():
+        return model.model_validate({})
+    return model.model_validate_json(text)
+
+
+def parse_model_list(model: type[M], text: str | None) -> list[M]:
+    """Parse a JSON array document (e.g. HcsEnumerateComputeSystems) into models."""
+    value = parse_json(text)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON array, got {type(value).__name__}")
+    return [model.model_validate(item) for item in value]
