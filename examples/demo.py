@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import aiohcs
+from anyio.abc import ByteReceiveStream
 
 COMMAND = (
     "echo kernel: $(uname -sr); echo hostname: $(hostname); "
@@ -53,7 +54,7 @@ async def main(document_path: str) -> int:
         print(stamp(), f"process {process.pid} running")
         assert process.stdout is not None and process.stderr is not None
 
-        async def pump(stream: aiohcs.ByteReceiveStream, label: str) -> None:
+        async def pump(stream: ByteReceiveStream, label: str) -> None:
             async for chunk in stream:
                 for line in chunk.decode(errors="replace").splitlines():
                     print(stamp(), f"{label}: {line}", flush=True)

@@ -39,6 +39,15 @@ setup() {
   log "installing aiohcs into the virtualenv"
   "$venv/bin/pip" install -q --upgrade pip >/dev/null
   "$venv/bin/pip" install -q -e ".[test]"
+  # crun refuses every container on a hybrid cgroup host (v1 hierarchies plus cgroup2 at
+  # /sys/fs/cgroup/unified) while a controller -- typically hugetlb -- sits on cgroup v2. Bind
+  # such controllers to v1 hierarchies (mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb)
+  # so `--runtime crun` and the crun tests work. Idempotent: does nothing on pure v1/v2 hosts or
+  # once done; lasts until reboot. Not fatal: runc works either way. (The service itself never
+  # changes the layout unless started with --prepare-cgroups.)
+  log "checking the cgroup layout for crun"
+  "$venv/bin/python" -m aiohcs.host.container.cgroups --prepare >&2 \
+    || log "crun will not work on this host (see above); runc is unaffected"
   log "building libcomputecore and the container init"
   make -s -C aiohcs/_native
   log "building the busybox rootfs in $rootfs"
@@ -58,14 +67,14 @@ PY
 
 demo() {
   setup
-  local started=""
+  started=""
   if ! service_up; then
     log "starting the host service (log: /var/log/aiohcs-host.log)"
     "$venv/bin/python" -m aiohcs.host >>/var/log/aiohcs-host.log 2>&1 &
     started=$!
     for _ in $(seq 100); do service_up && break; sleep 0.1; done
   fi
-  trap '[ -n "$started" ] && kill "$started" 2>/dev/null; wait 2>/dev/null || true' EXIT
+  trap 'if [ -n "$started" ]; then kill "$started" 2>/dev/null; wait "$started" 2>/dev/null; fi; true' EXIT
   "$venv/bin/python" examples/demo.py examples/busybox-container.json
 }
 
