@@ -14,8 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohcs
 from anyio.abc import ByteReceiveStream
+
+import aiohcs
 
 COMMAND = (
     "echo kernel: $(uname -sr); echo hostname: $(hostname); "
@@ -76,4 +77,5 @@ async def main(document_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "examples/busybox-container.json")))
+    path = sys.argv[1] if len(sys.argv) > 1 else "examples/busybox-container.json"
+    sys.exit(asyncio.run(main(path)))

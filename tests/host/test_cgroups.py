@@ -177,7 +177,12 @@ def test_service_refuses_crun_and_prints_the_command(
     blocked = detect_cgroups(HYBRID_MOUNTINFO, HYBRID_PROC_CGROUPS)
     monkeypatch.setattr(runtime, "read_cgroup_layout", lambda: blocked)
     prepared: list[bool] = []
-    monkeypatch.setattr(host_main, "prepare_cgroups_for_crun", lambda: prepared.append(True) or [])
+
+    def fake_prepare() -> list[str]:
+        prepared.append(True)
+        return []
+
+    monkeypatch.setattr(host_main, "prepare_cgroups_for_crun", fake_prepare)
     args = ["--socket", str(tmp_path / "s"), "--state-dir", str(tmp_path / "st")]
     assert host_main.main([*args, "--runtime", "crun"]) == 1
     assert prepared == []  # never changes the layout without the flag

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from aiohcs import hresults
 from aiohcs.host.container import oci
-from aiohcs.host.documents import ComputeSystem, ProcessParameters, parse_document
+from aiohcs.host.documents import (
+    ComputeSystem,
+    ContainerSettings,
+    ProcessParameters,
+    parse_document,
+)
 from aiohcs.host.errors import HcsFault
 
 
-def container(doc: dict) -> object:  # type: ignore[type-arg]
+def container(doc: dict[str, Any]) -> ContainerSettings:
     cs = parse_document(ComputeSystem, json.dumps({"Container": doc}), "ComputeSystem")
     assert cs.Container is not None
     return cs.Container
@@ -20,12 +26,12 @@ def container(doc: dict) -> object:  # type: ignore[type-arg]
 
 def plan(doc: dict, system_id: str = "sys1") -> oci.BundlePlan:  # type: ignore[type-arg]
     c = container(doc)
-    oci.validate_container(c, is_dir=lambda p: True)  # type: ignore[arg-type]
+    oci.validate_container(c, is_dir=lambda p: True)
     return oci.container_bundle(
         system_id,
         c,
         bundle_dir="/state/systems/sys1",
-        scratch_dir="/state/scratch",  # type: ignore[arg-type]
+        scratch_dir="/state/scratch",
         init_host_path="/opt/init",
     )
 
@@ -147,7 +153,7 @@ def test_safe_name() -> None:
 def test_validation_messages(doc, hr, needle) -> None:  # type: ignore[no-untyped-def]
     c = container(doc)
     with pytest.raises(HcsFault) as info:
-        oci.validate_container(c, is_dir=lambda p: p == "/ok")  # type: ignore[arg-type]
+        oci.validate_container(c, is_dir=lambda p: p == "/ok")
     assert info.value.hresult == hr
     assert needle in info.value.message
 

@@ -59,10 +59,9 @@ async def run_proc(
     ph, r = await client.create_process(
         h, {"CommandArgs": args, "CreateStdOutPipe": True, "CreateStdErrPipe": True, **params}
     )
-    out, err = await asyncio.gather(
-        read_until_eof(r.fd(FdMask.STDOUT)),  # type: ignore[arg-type]
-        read_until_eof(r.fd(FdMask.STDERR)),
-    )  # type: ignore[arg-type]
+    stdout, stderr = r.fd(FdMask.STDOUT), r.fd(FdMask.STDERR)
+    assert stdout is not None and stderr is not None
+    out, err = await asyncio.gather(read_until_eof(stdout), read_until_eof(stderr))
     ev = await client.next_event(ph)
     assert ev.header.op == EventType.PROCESS_EXITED
     return ev.json()["ExitCode"], out, err

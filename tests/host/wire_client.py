@@ -271,7 +271,7 @@ async def read_until_eof(fd: int, timeout: float = 30) -> bytes:
     """Read a pipe end to EOF without blocking the loop; closes `fd`."""
 
     def blocking() -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             data = os.read(fd, 65536)
             if not data:
