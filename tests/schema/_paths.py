@@ -1,0 +1,15 @@
+"""Paths of the shared HCS material used by the schema tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "hcs"
+SAMPLES = SHARED / "samples"
+REALDOCS = SHARED / "realdocs"
+DATA = Path(__file__).resolve().parents[2] / "aiohcs" / "schema" / "data"
+
+if not SAMPLES.is_dir():  # the shared HCS material lives next to the checkout
+    import pytest
+
+    pytest.skip(f"{SHARED} is not there", allow_module_level=True)
