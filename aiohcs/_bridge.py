@@ -574,11 +574,23 @@ class NativeHandle:
         self._closing = True
         if self._native_closed:
             return
-        if self._inflight:
-            self._idle = asyncio.Event()
+        try:
             if self._inflight:
+                # Shared by concurrent close() calls: _op_finished sets only this one.
+                if self._idle is None:
+                    self._idle = asyncio.Event()
                 await self._idle.wait()
-        await asyncio.get_running_loop().run_in_executor(None, self.close_sync)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.close_sync)
+            except RuntimeError:
+                # The default executor is already shut down (the loop is finishing,
+                # e.g. a close left over from a cancelled one): close here.
+                self.close_sync()
+        except asyncio.CancelledError:
+            # A cancelled close (e.g. in ``async with``'s exit) must still release
+            # the native handle: finish it in the background.
+            close_soon(self)
+            raise
 
     def close_sync(self) -> None:
         """Blocking close; for worker threads and the atexit hook only."""

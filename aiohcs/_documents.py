@@ -59,6 +59,8 @@ def wide(text: str | None) -> Any:
     """
     if text is None:
         return ffi.NULL
+    if not isinstance(text, str):
+        raise TypeError(f"HCS strings must be str, not {type(text).__name__}")
     if "\x00" in text:
         raise ValueError("HCS strings cannot contain NUL characters")
     return ffi.new("char16_t[]", text)

@@ -52,7 +52,7 @@ class _FdOwner:
 
 
 class FdReceiveStream(_FdOwner, ByteReceiveStream):
-    """Read end of a pipe (process stdout / stderr)."""
+    """Read end of a pipe or pty master (process stdout / stderr)."""
 
     async def receive(self, max_bytes: int = DEFAULT_READ_SIZE) -> bytes:
         while True:
@@ -66,6 +66,10 @@ class FdReceiveStream(_FdOwner, ByteReceiveStream):
                     raise
                 continue
             except OSError as exc:
+                if exc.errno == errno.EIO:
+                    # A pty master (EmulateConsole) reads EIO once the console side
+                    # is closed, after the buffered output: that is its EOF.
+                    raise anyio.EndOfStream from None
                 raise anyio.BrokenResourceError(str(exc)) from exc
             if not data:
                 raise anyio.EndOfStream

@@ -140,6 +140,7 @@ class EventStream:
             if self._ended:
                 self._hub._unsubscribe(self)
                 raise StopAsyncIteration
+            self._hub._check_loop()
             if self._wakeup is None:
                 self._wakeup = asyncio.Event()
             self._wakeup.clear()
@@ -171,6 +172,18 @@ class EventHub:
         self._terminal: Event | None = None
         self._closed = False
         self._terminal_waiters: list[asyncio.Future[Event | None]] = []
+        #: The loop the handle's events are delivered to (set when its callback
+        #: is registered); waiting on another loop would never wake up.
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def _check_loop(self) -> None:
+        if self.loop is None or self._terminal is not None or self._closed:
+            return
+        if asyncio.get_running_loop() is not self.loop:
+            raise RuntimeError(
+                "this handle's events are delivered to the event loop it was opened on; "
+                "wait for them there (or open a new handle on this loop)"
+            )
 
     @property
     def terminal(self) -> Event | None:
@@ -226,6 +239,7 @@ class EventHub:
             return self._terminal
         if self._closed:
             return None
+        self._check_loop()
         fut: asyncio.Future[Event | None] = asyncio.get_running_loop().create_future()
         self._terminal_waiters.append(fut)
         try:

@@ -204,6 +204,7 @@ def _attach(handle: _bridge.NativeHandle, hub: EventHub) -> None:
         hub.publish(Event.from_raw(event_type, raw))
 
     handle.attach_events(loop, deliver)
+    hub.loop = loop
 
 
 def _catch_up(handle: _bridge.NativeHandle, hub: EventHub) -> None:

@@ -25,6 +25,7 @@ def _attach(handle: _bridge.NativeHandle, hub: EventHub, exit_type: EventType) -
         hub.publish(Event.from_raw(event_type, raw))
 
     handle.attach_events(loop, deliver)
+    hub.loop = loop
     early = handle.poll_exit()
     if early is not None:
         hub.publish(Event.from_raw(exit_type, early or None))

@@ -29,9 +29,10 @@ setup() {
   [ "$(id -u)" = 0 ] || { echo "run as root: containers need it" >&2; exit 1; }
   # gcc/make/libc6-dev: libcomputecore and the static container init; python3-dev: the cffi
   # callback module; runc/crun: OCI runtimes; busybox-static: the demo and test rootfs;
-  # mingw-w64-common: Windows' computecore.h, read by the ABI fidelity test.
+  # mingw-w64-common: Windows' computecore.h, read by the ABI fidelity test; qemu-system-x86,
+  # qemu-utils, ovmf: the VM backend (QEMU, disk image formats, UEFI firmware).
   need_packages gcc make libc6-dev python3 python3-venv python3-dev runc crun busybox-static \
-    mingw-w64-common ca-certificates
+    mingw-w64-common ca-certificates qemu-system-x86 qemu-utils ovmf
   if [ ! -x "$venv/bin/python" ]; then
     log "creating virtualenv $venv"
     python3 -m venv "$venv"
@@ -52,6 +53,10 @@ setup() {
   make -s -C aiohcs/_native
   log "building the busybox rootfs in $rootfs"
   bash scripts/build-rootfs.sh "$rootfs" >/dev/null
+  # The utility VM (Debian kernel + busybox + guest agent), cached in /var/cache/aiohcs/uvm.
+  log "building the utility VM"
+  compgen -G "/var/lib/apt/lists/*_Packages" >/dev/null || apt-get update -qq  # apt-get download needs lists
+  "$venv/bin/python" -m aiohcs.uvm path >/dev/null
 }
 
 service_up() {
@@ -75,7 +80,11 @@ demo() {
     for _ in $(seq 100); do service_up && break; sleep 0.1; done
   fi
   trap 'if [ -n "$started" ]; then kill "$started" 2>/dev/null; wait "$started" 2>/dev/null; fi; true' EXIT
+  log "container demo (examples/demo.py)"
   "$venv/bin/python" examples/demo.py examples/busybox-container.json
+  # The utility VM through the same service: boot, process, pause/resume, save/restore, shutdown.
+  log "VM demo (examples/vm_demo.py)"
+  "$venv/bin/python" examples/vm_demo.py
 }
 
 run_tests() {

@@ -63,6 +63,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds between SIGTERM and SIGKILL on shutdown (default %(default)s)",
     )
     p.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default=os.environ.get("AIOHCS_ACCEL", "auto"),
+        help="QEMU accelerator for VMs: auto uses KVM only if a probe guest runs fast "
+        "(env AIOHCS_ACCEL; default %(default)s)",
+    )
+    p.add_argument(
         "--log-level",
         default="INFO",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -138,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime_path=path,
         init_path=init_path,
         shutdown_grace=args.shutdown_grace,
+        vm_accel=args.accel,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))

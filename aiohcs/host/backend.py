@@ -2,7 +2,9 @@
 
 The state machine (aiohcs.host.system) is backend-agnostic; a backend knows how
 to run one kind of system. Containers: aiohcs.host.container. A VM backend
-(aiohcs.host.vm, QEMU) plugs in here later.
+(aiohcs.host.vm, QEMU): VirtualMachine documents. Optional backend methods
+(save, modify, memory_properties, guest_connection_properties, and a `notify`
+attribute for system events) are looked up by the compute system.
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ class LaunchedProcess:
     exited: asyncio.Future[ExitStatus]
     client_fds: dict[int, int] = field(default_factory=dict)  # fdmask bit -> fd to hand over
     console: int | None = None  # pty master kept by the service for resize / ^D
+    # A process the service cannot signal itself (inside a VM): signals, pty
+    # resize and stdin EOF go through this object instead.
+    remote: RemoteProcess | None = None
+
+
+class RemoteProcess(Protocol):
+    async def signal(self, signum: int) -> None: ...
+
+    async def resize(self, height: int, width: int) -> None: ...
+
+    async def close_stdin(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,7 @@ class BackendContext:
     reaper: Reaper
     runtime: Runtime
     init_path: Path
+    vm_accel: str = "auto"  # QEMU accelerator: auto, kvm or tcg
 
 
 class SystemBackend(Protocol):
@@ -72,11 +86,9 @@ def make_backend(system_id: str, doc: ComputeSystem, ctx: BackendContext) -> Sys
 
         return ContainerBackend(system_id, doc.Container, ctx)
     if doc.VirtualMachine is not None:
-        raise HcsFault(
-            hresults.E_NOT_SUPPORTED,
-            "VirtualMachine: virtual machines are not supported by this host service yet "
-            "(only Container documents)",
-        )
+        from aiohcs.host.vm.backend import VmBackend
+
+        return VmBackend(system_id, doc.VirtualMachine, ctx)
     raise HcsFault(
         hresults.E_NOT_SUPPORTED,
         "HostedSystem: hosted systems are not supported by this host service",

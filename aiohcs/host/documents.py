@@ -1,185 +1,357 @@
-"""Small pydantic models of the HCS documents the service reads.
+"""The HCS documents the host service reads, parsed with :mod:`aiohcs.schema`.
 
-Only the fields the service acts on are declared; every model allows and keeps
-extra fields, so a full schema document passes through. (Full schema models
-live in aiohcs.schema; these stay small on purpose.)
+There is one model set: every incoming document is validated by the generated
+model of its schema definition (``ComputeSystem``, ``ProcessParameters``,
+``ModifySettingRequest``, ``System_PropertyQuery``, ...), and every problem is
+reported in the shared format of :func:`aiohcs.schema.format_validation_error`
+(``VirtualMachine.ComputeTopology.Memory.SizeInMB: expected integer, got
+"lots"``) as ``HcsFault(HCS_E_INVALID_JSON)``.
 
-`parse_document` turns any failure into HcsFault(HCS_E_INVALID_JSON) whose
-message names the JSON field, e.g. ``Container.Storage: Input should be an
-object``.
+On top of the schema, :func:`parse_document` applies
+
+* the host's strictness rule (docs/host.md, "Validation"): a property that
+  differs from a known one only in case (``UEFI`` for ``Uefi``) and the
+  properties of the 2018 pre-release v2 format (``DRAFT_PROPERTIES``) are
+  rejected, like ``ModifySettingRequest`` without ``ResourcePath`` (nor
+  ``GuestRequest``); every other unknown property or enum value is kept and
+  logged, because real hosts accept fields newer than the published schema;
+* the host's semantic checks: fields the service cannot act without
+  (``Container.Storage``, ``Layers[i].Path``, ``ProcessModifyRequest.Operation``,
+  ...) and ranges of what the runtimes take.  The backends check the rest
+  (directories exist, a VM's boot method, unsupported VM fields).
+
+The classes below are the generated models themselves (subclasses without
+extra validation) plus two host extensions (``SignalProcessOptions.Signal`` may
+be a Linux signal number or name, ``ShutdownOptions.GracePeriodSeconds``) and
+read-only PascalCase accessors for the modules that still read
+``doc.Container`` rather than ``doc.container``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
-from aiohcs import hresults
+from aiohcs import hresults, schema
 from aiohcs.host.errors import HcsFault
+from aiohcs.schema import HcsModel, Problem
+
+log = logging.getLogger(__name__)
+
+# A document with no definition of its own (kept for callers that do not
+# name a model): any JSON object, fields kept as they are.
+Document = HcsModel
+
+ContainerSettings = schema.Container
+
+# The runtimes take the memory limit in bytes as an int64.
+MAX_MEMORY_MB = (2**63 - 1) // (1024 * 1024)
+
+# Properties of the 2018 pre-release v2 format (hcsshim uvm/sample.go; realdocs
+# 20-23), by model: real HCS rejects them with HCS_E_INVALID_JSON.
+DRAFT_PROPERTIES: dict[str, frozenset[str]] = {
+    "ModifySettingRequest": frozenset({"ResourceType", "ResourceUri", "HostedSettings"}),
+    "VirtualMachineMemory": frozenset({"Startup"}),
+    "Devices": frozenset({"VPMem", "GuestInterface", "VirtualSMBShares"}),
+}
 
 
-class Document(BaseModel):
-    # strict: "Storage": 5 or "ReadOnly": "yes" are shape errors, not coercions.
-    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+# The generated models build lazily; build the ones subclassed here first, so the
+# subclasses inherit resolved fields (their PascalCase accessors share names with
+# generated classes, which would shadow them in the annotations).
+for _parent in (
+    schema.ComputeSystem,
+    schema.ProcessParameters,
+    schema.ShutdownOptions,
+    schema.SignalProcessOptions,
+    schema.ProcessModifyRequest,
+    schema.SystemQuery,
+    schema.SystemPropertyQuery,
+):
+    _parent.model_rebuild()
 
 
-class Version(Document):
+class VersionView(NamedTuple):
     Major: int
     Minor: int
 
 
-class Layer(Document):
-    Id: str | None = None
-    Path: str
-    PathType: str | None = None
+class ConsoleSizeView(NamedTuple):
+    Height: int
+    Width: int
 
 
-class StorageSettings(Document):
-    Layers: list[Layer] = Field(default_factory=list)
-    Path: str | None = None
-
-
-class MappedDirectory(Document):
-    HostPath: str
-    ContainerPath: str
-    ReadOnly: bool = False
-
-
-class ContainerMemory(Document):
-    SizeInMB: int | None = Field(default=None, ge=0)
-
-
-class ContainerProcessor(Document):
-    Count: int | None = Field(default=None, ge=0)
-    Maximum: int | None = Field(default=None, ge=0, le=10000)
-    Weight: int | None = Field(default=None, ge=0, le=10000)
-
-
-class ContainerSettings(Document):
-    GuestOs: dict[str, Any] | None = None
-    Storage: StorageSettings
-    MappedDirectories: list[MappedDirectory] = Field(default_factory=list)
-    Memory: ContainerMemory | None = None
-    Processor: ContainerProcessor | None = None
-
-
-class ComputeSystem(Document):
-    Owner: str | None = None
-    SchemaVersion: Version | None = None
-    HostingSystemId: str | None = None
-    HostedSystem: dict[str, Any] | None = None
-    Container: ContainerSettings | None = None
-    VirtualMachine: dict[str, Any] | None = None
-    ShouldTerminateOnLastHandleClosed: bool = False
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> ComputeSystem:
-        present = [
-            n
-            for n in ("Container", "VirtualMachine", "HostedSystem")
-            if getattr(self, n) is not None
-        ]
-        if len(present) != 1:
-            got = ", ".join(present) if present else "none"
-            raise ValueError(
-                f"exactly one of Container, VirtualMachine, HostedSystem is required (got {got})"
-            )
-        return self
-
-
-class ProcessParameters(Document):
-    ApplicationName: str | None = None
-    CommandLine: str | None = None
-    CommandArgs: list[str] | None = None
-    User: str | None = None
-    WorkingDirectory: str | None = None
-    Environment: dict[str, str] | None = None
-    EmulateConsole: bool = False
-    CreateStdInPipe: bool = False
-    CreateStdOutPipe: bool = False
-    CreateStdErrPipe: bool = False
-    ConsoleSize: list[int] | None = Field(default=None, min_length=2, max_length=2)
-
-
-class ShutdownOptions(Document):
-    Mechanism: str | None = None
-    Type: str | None = None
-    Force: bool = False
-    Reason: str | None = None
-    # aiohcs extension: seconds between SIGTERM and SIGKILL (default: service flag).
-    GracePeriodSeconds: float | None = Field(default=None, ge=0)
-
-
-class SignalProcessOptions(Document):
-    Signal: int | str
-
-
-class ConsoleSizeSettings(Document):
-    Height: int = Field(ge=0, le=0xFFFF)
-    Width: int = Field(ge=0, le=0xFFFF)
-
-
-class CloseHandleSettings(Document):
+class CloseHandleView(NamedTuple):
     Handle: str
 
 
-class ProcessModifyRequest(Document):
-    Operation: str
-    ConsoleSize: ConsoleSizeSettings | None = None
-    CloseHandle: CloseHandleSettings | None = None
+class ComputeSystem(schema.ComputeSystem):
+    @property
+    def SchemaVersion(self) -> VersionView | None:
+        v = self.schema_version
+        return None if v is None else VersionView(v.major or 0, v.minor or 0)
+
+    @property
+    def Owner(self) -> str | None:
+        return self.owner
+
+    @property
+    def Container(self) -> schema.Container | None:
+        return self.container
+
+    @property
+    def VirtualMachine(self) -> dict[str, Any] | None:
+        """The VirtualMachine section as JSON values (what qemu.build_plan reads)."""
+        vm = self.virtual_machine
+        return None if vm is None else vm.model_dump(mode="json")
+
+    @property
+    def HostedSystem(self) -> Any:
+        return self.hosted_system
+
+    @property
+    def ShouldTerminateOnLastHandleClosed(self) -> bool:
+        return bool(self.should_terminate_on_last_handle_closed)
 
 
-class SystemQuery(Document):
-    Ids: list[str] | None = None
-    Names: list[str] | None = None
-    Types: list[str] | None = None
-    Owners: list[str] | None = None
+class ProcessParameters(schema.ProcessParameters):
+    @property
+    def ApplicationName(self) -> str | None:
+        return self.application_name
+
+    @property
+    def CommandLine(self) -> str | None:
+        return self.command_line
+
+    @property
+    def CommandArgs(self) -> list[str] | None:
+        return self.command_args
+
+    @property
+    def User(self) -> str | None:
+        return self.user
+
+    @property
+    def WorkingDirectory(self) -> str | None:
+        return self.working_directory
+
+    @property
+    def Environment(self) -> dict[str, str] | None:
+        return self.environment
+
+    @property
+    def EmulateConsole(self) -> bool:
+        return bool(self.emulate_console)
+
+    @property
+    def CreateStdInPipe(self) -> bool:
+        return bool(self.create_std_in_pipe)
+
+    @property
+    def CreateStdOutPipe(self) -> bool:
+        return bool(self.create_std_out_pipe)
+
+    @property
+    def CreateStdErrPipe(self) -> bool:
+        return bool(self.create_std_err_pipe)
+
+    @property
+    def ConsoleSize(self) -> list[int] | None:
+        return self.console_size
 
 
-class PropertyQuery(Document):
-    PropertyTypes: list[str] = Field(default_factory=list)
+class ShutdownOptions(schema.ShutdownOptions):
+    # aiohcs extension: seconds between SIGTERM and SIGKILL (default: service flag).
+    grace_period_seconds: float | int | None = Field(default=None, ge=0)
+
+    @property
+    def Force(self) -> bool:
+        return bool(self.force)
+
+    @property
+    def GracePeriodSeconds(self) -> float | None:
+        g = self.grace_period_seconds
+        return None if g is None else float(g)
 
 
-D = TypeVar("D", bound=Document)
+class SignalProcessOptions(schema.SignalProcessOptions):
+    # aiohcs extension: a Linux signal number or name ("TERM", "SIGKILL") as well
+    # as the schema's ProcessSignal values.
+    signal: schema.ProcessSignal | int | None = None  # type: ignore[assignment]  # widened
+
+    @property
+    def Signal(self) -> int | str:
+        s = self.signal
+        assert s is not None  # parse_document requires it
+        return s if isinstance(s, int) else str(s)
 
 
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """('Container', 'Storage', 'Layers', 0, 'Path') -> 'Container.Storage.Layers[0].Path'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
+class ProcessModifyRequest(schema.ProcessModifyRequest):
+    @property
+    def Operation(self) -> str:
+        return str(self.operation)
+
+    @property
+    def ConsoleSize(self) -> ConsoleSizeView | None:
+        c = self.console_size
+        return None if c is None else ConsoleSizeView(c.height or 0, c.width or 0)
+
+    @property
+    def CloseHandle(self) -> CloseHandleView | None:
+        c = self.close_handle
+        return None if c is None else CloseHandleView(str(c.handle))
+
+
+class SystemQuery(schema.SystemQuery):
+    @property
+    def Ids(self) -> list[str] | None:
+        return self.ids
+
+    @property
+    def Names(self) -> list[str] | None:
+        return self.names
+
+    @property
+    def Types(self) -> list[str] | None:
+        return None if self.types is None else [str(t) for t in self.types]
+
+    @property
+    def Owners(self) -> list[str] | None:
+        return self.owners
+
+
+class PropertyQuery(schema.SystemPropertyQuery):
+    """``System_PropertyQuery`` or ``Service_PropertyQuery`` (both have ``PropertyTypes``)."""
+
+    @property
+    def PropertyTypes(self) -> list[str]:
+        return [str(t) for t in self.property_types or []]
+
+
+# ------------------------------------------------------------------ host rules
+
+
+def _required(value: Any, path: str) -> None:
+    if value is None:
+        raise HcsFault(hresults.HCS_E_INVALID_JSON, f"{path}: required")
+
+
+def _at_most(value: int | None, limit: int, path: str) -> None:
+    if value is not None and not 0 <= value <= limit:
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON, f"{path}: must be between 0 and {limit}, got {value}"
+        )
+
+
+def check_container(c: schema.Container) -> None:
+    """What the container backend cannot act without (paths are checked by oci.py)."""
+    _required(c.storage, "Container.Storage")
+    assert c.storage is not None
+    for i, layer in enumerate(c.storage.layers or []):
+        _required(layer.path, f"Container.Storage.Layers[{i}].Path")
+    for i, md in enumerate(c.mapped_directories or []):
+        _required(md.host_path, f"Container.MappedDirectories[{i}].HostPath")
+        _required(md.container_path, f"Container.MappedDirectories[{i}].ContainerPath")
+    if c.memory is not None:
+        _at_most(c.memory.size_in_mb, MAX_MEMORY_MB, "Container.Memory.SizeInMB")
+    if c.processor is not None:
+        _at_most(c.processor.maximum, 10000, "Container.Processor.Maximum")
+        _at_most(c.processor.weight, 10000, "Container.Processor.Weight")
+
+
+def _check_compute_system(doc: schema.ComputeSystem) -> None:
+    # Exactly one of Container / VirtualMachine / HostedSystem is a rule of the
+    # generated model itself (aiohcs.schema._rules).
+    if doc.schema_version is not None:
+        _required(doc.schema_version.major, "SchemaVersion.Major")
+        _required(doc.schema_version.minor, "SchemaVersion.Minor")
+    if doc.container is not None:
+        check_container(doc.container)
+
+
+def _check_process_parameters(doc: schema.ProcessParameters) -> None:
+    if doc.console_size is not None and len(doc.console_size) != 2:
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON,
+            f"ConsoleSize: expected [height, width], got {len(doc.console_size)} numbers",
+        )
+
+
+def _check_signal(doc: schema.SignalProcessOptions) -> None:
+    _required(doc.signal, "Signal")
+
+
+def _check_process_modify(doc: schema.ProcessModifyRequest) -> None:
+    _required(doc.operation, "Operation")
+    if doc.console_size is not None:
+        _required(doc.console_size.height, "ConsoleSize.Height")
+        _required(doc.console_size.width, "ConsoleSize.Width")
+    if doc.close_handle is not None:
+        _required(doc.close_handle.handle, "CloseHandle.Handle")
+
+
+_CHECKS: dict[type[HcsModel], Callable[[Any], None]] = {
+    schema.ComputeSystem: _check_compute_system,
+    schema.ProcessParameters: _check_process_parameters,
+    schema.SignalProcessOptions: _check_signal,
+    schema.ProcessModifyRequest: _check_process_modify,
+}
+
+
+def strictness_problems(doc: HcsModel, root: str = "") -> tuple[list[Problem], list[Problem]]:
+    """The strict check of aiohcs.schema, split by the host's rule into
+    (rejected, tolerated): wrong-case spellings of known properties, draft
+    properties and the strict document rules are rejected; other unknown
+    properties and enum values are tolerated."""
+    rejected: list[Problem] = []
+    tolerated: list[Problem] = []
+    for p in schema.strict_problems(doc, root):
+        if p.message.startswith("unknown property of "):
+            owner = p.message.removeprefix("unknown property of ").split(" ", 1)[0]
+            key = p.path.rsplit(".", 1)[-1]
+            if "did you mean" in p.message:
+                rejected.append(p)
+            elif key in DRAFT_PROPERTIES.get(owner, ()):
+                rejected.append(Problem(p.path, f"{p.message} (a pre-release v2 property)"))
+            else:
+                tolerated.append(p)
+        elif p.message.startswith("unknown value "):
+            tolerated.append(p)
         else:
-            out += f".{part}" if out else str(part)
-    return out
+            rejected.append(p)
+    return rejected, tolerated
 
 
-def describe_validation_error(err: ValidationError, root: str = "(document)") -> str:
-    """One line per problem: ``Path.To.Field: problem``."""
-    lines = []
-    for e in err.errors(include_url=False):
-        # model-level validators report an empty loc; union members add the
-        # member type name to loc ("int", "str"), which only confuses readers.
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        where = field_path(loc) or root
-        msg = str(e["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if msg.startswith("Input should be a valid dictionary"):
-            msg = "Input should be a JSON object"
-        lines.append(f"{where}: {msg}")
-    return "; ".join(dict.fromkeys(lines))
+# ------------------------------------------------------------------ parsing
+
+D = TypeVar("D", bound=HcsModel)
 
 
-_UNION_TAGS = frozenset({"int", "str", "float", "bool"})
+def _schema_model(model: type[HcsModel], what: str) -> type[HcsModel]:
+    """The generated model that judges a document: ``what`` when it names a schema
+    definition that ``model`` does not already derive from, else ``model``."""
+    named = schema.DEFINITIONS.get(what)
+    if (
+        isinstance(named, type)
+        and issubclass(named, HcsModel)
+        and not issubclass(model, named)
+        and named is not model
+    ):
+        return named
+    return model
 
 
 def parse_document(model: type[D], text: str, what: str) -> D:
-    """Parse `text` as `model`; ``""`` means "no document" (all defaults).
+    """Parse ``text`` as ``model``; ``""`` means "no document" (all defaults).
 
-    `what` names the document in messages ("ComputeSystem", "ProcessParameters").
+    ``what`` names the document: the schema definition (``"ComputeSystem"``,
+    ``"System_PropertyQuery"``, ``"ModifySettingRequest"``) and the root of
+    messages about the document as a whole.  Every failure is
+    ``HcsFault(HCS_E_INVALID_JSON)`` naming the JSON path.
     """
     if text.strip() == "":
         text = "{}"
@@ -187,12 +359,36 @@ def parse_document(model: type[D], text: str, what: str) -> D:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise HcsFault(hresults.HCS_E_INVALID_JSON, f"{what}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON, f"{what}: invalid JSON: nested too deeply"
+        ) from None
     if not isinstance(raw, dict):
         raise HcsFault(
             hresults.HCS_E_INVALID_JSON,
             f"{what}: expected a JSON object, got {type(raw).__name__}",
         )
+    judge = _schema_model(model, what)
     try:
-        return model.model_validate(raw, strict=None)
+        doc = judge.model_validate(raw)
     except ValidationError as e:
-        raise HcsFault(hresults.HCS_E_INVALID_JSON, describe_validation_error(e, what)) from None
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON, schema.describe_validation_error(e, what)
+        ) from None
+    except RecursionError:
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON, f"{what}: invalid JSON: nested too deeply"
+        ) from None
+    rejected, tolerated = strictness_problems(doc)
+    if rejected:
+        raise HcsFault(hresults.HCS_E_INVALID_JSON, "; ".join(str(p) for p in rejected))
+    for p in tolerated:
+        log.info("%s: accepted but not in the published schema: %s", what, p)
+    for base, check in _CHECKS.items():
+        if isinstance(doc, base):
+            check(doc)
+    if isinstance(doc, model):
+        return doc
+    # ``what`` chose a different definition than ``model`` (e.g. PropertyQuery for
+    # Service_PropertyQuery): the document is valid, give it the caller's type.
+    return model.model_validate(doc.model_dump(mode="json"))

@@ -26,6 +26,7 @@ from aiohcs.host.documents import (
     ComputeSystem as ComputeSystemDocument,
 )
 from aiohcs.host.documents import (
+    Document,
     ProcessModifyRequest,
     ProcessParameters,
     PropertyQuery,
@@ -41,11 +42,16 @@ from aiohcs.host.system import ComputeSystem, ProcessHandle, SystemHandle, begin
 log = logging.getLogger(__name__)
 
 SUPPORTED_SCHEMA_VERSIONS = [{"Major": 2, "Minor": m} for m in range(1, 7)]
-SYSTEM_PROPERTY_TYPES = {"State", "ProcessList", "Statistics", "TerminateOnLastHandleClosed"}
+SYSTEM_PROPERTY_TYPES = {
+    "State",
+    "ProcessList",
+    "Statistics",
+    "TerminateOnLastHandleClosed",
+    "Memory",  # VMs only (E_NOT_SUPPORTED for containers)
+    "GuestConnection",  # VMs only
+}
 KNOWN_UNSUPPORTED_SYSTEM_PROPERTIES = {
-    "Memory",
     "SharedMemoryRegion",
-    "GuestConnection",
     "GuestMemory",
     "ContainerCredentialGuard",
     "ICHeartbeatStatus",
@@ -71,6 +77,7 @@ class Settings:
     runtime_path: str
     init_path: Path
     shutdown_grace: float = 10.0
+    vm_accel: str = "auto"  # QEMU accelerator for VMs: auto, kvm, tcg
 
 
 def _text(payload: bytes) -> str:
@@ -90,7 +97,13 @@ class Service:
             settings.state_dir / "runtime",
             self.reaper,
         )
-        self.ctx = BackendContext(settings.state_dir, self.reaper, self.runtime, settings.init_path)
+        self.ctx = BackendContext(
+            settings.state_dir,
+            self.reaper,
+            self.runtime,
+            settings.init_path,
+            vm_accel=settings.vm_accel,
+        )
         self.systems: dict[str, ComputeSystem] = {}
         self.connections: set[Connection] = set()
         self._numbers = itertools.count(1)
@@ -108,9 +121,9 @@ class Service:
             Op.CRASH: self._not_supported("CrashComputeSystem"),
             Op.PAUSE: self._pause,
             Op.RESUME: self._resume,
-            Op.SAVE: self._not_supported("SaveComputeSystem"),
+            Op.SAVE: self._save,
             Op.GET_PROPERTIES: self._get_properties,
-            Op.MODIFY: self._not_supported("ModifyComputeSystem"),
+            Op.MODIFY: self._modify,
             Op.CREATE_PROCESS: self._create_process,
             Op.OPEN_PROCESS: self._open_process,
             Op.TERMINATE_PROCESS: self._terminate_process,
@@ -362,6 +375,18 @@ class Service:
     async def _resume(self, conn: Connection, header: Header, payload: bytes) -> Reply:
         h = await conn.system_handle(header.handle)
         await h.system.resume()
+        return Reply()
+
+    async def _save(self, conn: Connection, header: Header, payload: bytes) -> Reply:
+        h = await conn.system_handle(header.handle)
+        options = parse_document(Document, _text(payload), "SaveOptions")
+        await h.system.save(options.model_dump())
+        return Reply()
+
+    async def _modify(self, conn: Connection, header: Header, payload: bytes) -> Reply:
+        h = await conn.system_handle(header.handle)
+        request = parse_document(Document, _text(payload), "ModifySettingRequest")
+        await h.system.modify(request.model_dump())
         return Reply()
 
     async def _get_properties(self, conn: Connection, header: Header, payload: bytes) -> Reply:

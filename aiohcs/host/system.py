@@ -176,6 +176,12 @@ class ProcessRecord:
 
     def send_signal(self, sig: int) -> None:
         self._require_running()
+        remote = self.launched.remote
+        if remote is not None:
+            # Inside a VM: the guest agent delivers it (a failure is logged;
+            # the process's exit is what the client waits for).
+            self.system.run_remote(remote.signal(sig), f"signal {sig} to process {self.pid}")
+            return
         # Safe against pid reuse: the process is our child (subreaper) and its
         # exit future is unresolved, so it has not been reaped yet.
         try:
@@ -210,6 +216,13 @@ class ProcessRecord:
             if request.ConsoleSize is None:
                 raise HcsFault(hresults.HCS_E_INVALID_JSON, "ConsoleSize: required by Operation")
             self._require_running()
+            remote = self.launched.remote
+            if remote is not None:
+                size = request.ConsoleSize
+                self.system.run_remote(
+                    remote.resize(size.Height, size.Width), f"resize of process {self.pid}"
+                )
+                return
             if self.launched.console is None:
                 raise HcsFault(
                     hresults.E_INVALIDARG,
@@ -230,7 +243,10 @@ class ProcessRecord:
             # Pipes: the client owns its ends and closes them itself; nothing
             # to do here. A pty has one end for both directions, so EOF on
             # stdin is the terminal's EOF character.
-            if which in ("StdIn", "All") and self.launched.console is not None:
+            remote = self.launched.remote
+            if which in ("StdIn", "All") and remote is not None:
+                self.system.run_remote(remote.close_stdin(), f"stdin EOF of process {self.pid}")
+            elif which in ("StdIn", "All") and self.launched.console is not None:
                 with contextlib.suppress(OSError):
                     os.write(self.launched.console, b"\x04")
         else:
@@ -266,6 +282,23 @@ class ComputeSystem:
         self.stopped = asyncio.Event()
         self._on_unused = on_unused
         self._tasks: set[asyncio.Task[None]] = set()
+        if hasattr(backend, "notify"):
+            backend.notify = self._backend_event
+
+    def _backend_event(self, event_type: EventType, payload: bytes) -> None:
+        """An event the backend raises (GuestConnectionClosed) goes to every handle."""
+        for h in list(self.handles):
+            if not h.closed:
+                h.conn.send_event(event_type, h.hid, payload)
+
+    def run_remote(self, coro: Any, what: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception as e:
+                log.warning("system %s: %s failed: %s", self.id, what, e)
+
+        self._spawn(guarded())
 
     # --- handles
 
@@ -446,11 +479,60 @@ class ComputeSystem:
             await self.backend.resume()
             self.state = "Running"
 
+    def _optional(self, name: str, what: str) -> Any:
+        """A backend method only some backends have (VM: save, modify, ...)."""
+        fn = getattr(self.backend, name, None)
+        if fn is None:
+            raise HcsFault(
+                hresults.E_NOT_SUPPORTED,
+                f"{what} is not supported for {self.backend.system_type} systems",
+            )
+        return fn
+
+    async def save(self, options: dict[str, Any]) -> None:
+        save = self._optional("save", "SaveComputeSystem")
+        async with self.lock:
+            if self.state != "Paused":
+                if self.state == "Stopped":
+                    raise self._invalid("Save")
+                raise HcsFault(
+                    hresults.HCS_E_INVALID_STATE,
+                    f"Save: compute system {self.id!r} is {self.state}; pause it first",
+                )
+            begin_critical()
+            # Saved to a file, the system stops (restore creates a new one);
+            # set before QEMU exits so the exit is reported as graceful.
+            self.stop_reason = "GracefulExit"
+            try:
+                await save(options)
+            except BaseException:
+                self.stop_reason = None
+                raise
+        await self.stopped.wait()
+
+    async def modify(self, request: dict[str, Any]) -> None:
+        modify = self._optional("modify", "ModifyComputeSystem")
+        async with self.lock:
+            if self.state not in ("Running", "Paused"):
+                raise self._invalid("Modify")
+            begin_critical()
+            await modify(request)
+
     async def properties(self, property_types: list[str]) -> dict[str, Any]:
         async with self.lock:
             props = self.basic_properties()
             for ptype in property_types:
-                if ptype == "ProcessList":
+                if ptype in ("Memory", "GuestConnection"):
+                    self._require_not_stopped(ptype)
+                    if ptype == "Memory":
+                        fn = self._optional("memory_properties", "PropertyTypes: 'Memory'")
+                        props["Memory"] = await fn()
+                    else:
+                        fn = self._optional(
+                            "guest_connection_properties", "PropertyTypes: 'GuestConnection'"
+                        )
+                        props["GuestConnectionInfo"] = await fn()
+                elif ptype == "ProcessList":
                     self._require_not_stopped(ptype)
                     props["ProcessList"] = await self.backend.process_list()
                 elif ptype == "Statistics":

@@ -439,7 +439,11 @@ async def test_bad_documents(client: WireClient, busybox_rootfs: Path) -> None:
         hresults.HCS_E_INVALID_JSON,
         "exactly one of Container, VirtualMachine",
     )
-    await expect_fault(create('{"VirtualMachine": {}}'), hresults.E_NOT_SUPPORTED, "VirtualMachine")
+    await expect_fault(
+        create('{"VirtualMachine": {}}'),
+        hresults.HCS_E_INVALID_JSON,
+        "VirtualMachine.Chipset: a boot method is required",
+    )
     await expect_fault(
         create('{"Container": {"Storage": {"Path": "/nonexistent/rootfs"}}}'),
         hresults.E_PATH_NOT_FOUND,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohcs import hresults
+from aiohcs import hresults, schema
 from aiohcs.host.documents import ContainerSettings, ProcessParameters
 from aiohcs.host.errors import HcsFault
 
@@ -115,57 +115,77 @@ def _require_abs(path: str, field: str) -> None:
         raise HcsFault(hresults.HCS_E_INVALID_JSON, f"{field}: {path!r} is not an absolute path")
 
 
+# The document was checked by documents.check_container (Storage, every layer
+# Path and mapped directory HostPath/ContainerPath are present); these read it.
+
+
+def _storage(container: ContainerSettings) -> schema.Storage:
+    if container.storage is None:
+        raise HcsFault(hresults.HCS_E_INVALID_JSON, "Container.Storage: required")
+    return container.storage
+
+
+def _layer_paths(storage: schema.Storage) -> list[str]:
+    return [layer.path or "" for layer in storage.layers or []]
+
+
+def _mapped_directories(container: ContainerSettings) -> list[tuple[str, str, bool]]:
+    """(HostPath, ContainerPath, ReadOnly) of each mapped directory."""
+    return [
+        (md.host_path or "", md.container_path or "", bool(md.read_only))
+        for md in container.mapped_directories or []
+    ]
+
+
 def validate_container(
     container: ContainerSettings, is_dir: Callable[[str], bool] = os.path.isdir
 ) -> None:
     """Check paths before anything is created; errors name the field."""
-    storage = container.Storage
-    if not storage.Layers and not storage.Path:
+    storage = _storage(container)
+    if not storage.layers and not storage.path:
         raise HcsFault(
             hresults.HCS_E_INVALID_JSON,
             "Container.Storage: either Layers or Path (the root filesystem) is required",
         )
-    for i, layer in enumerate(storage.Layers):
+    for i, path in enumerate(_layer_paths(storage)):
         field = f"Container.Storage.Layers[{i}].Path"
-        _require_abs(layer.Path, field)
-        if not is_dir(layer.Path):
-            raise HcsFault(
-                hresults.E_PATH_NOT_FOUND, f"{field}: directory {layer.Path} does not exist"
-            )
-        if ":" in layer.Path or "," in layer.Path:
+        _require_abs(path, field)
+        if not is_dir(path):
+            raise HcsFault(hresults.E_PATH_NOT_FOUND, f"{field}: directory {path} does not exist")
+        if ":" in path or "," in path:
             raise HcsFault(
                 hresults.HCS_E_INVALID_JSON,
-                f"{field}: {layer.Path!r} contains ':' or ',' which overlayfs cannot take",
+                f"{field}: {path!r} contains ':' or ',' which overlayfs cannot take",
             )
-    if storage.Path is not None:
-        _require_abs(storage.Path, "Container.Storage.Path")
-        if not is_dir(storage.Path):
+    if storage.path is not None:
+        _require_abs(storage.path, "Container.Storage.Path")
+        if not is_dir(storage.path):
             raise HcsFault(
                 hresults.E_PATH_NOT_FOUND,
-                f"Container.Storage.Path: directory {storage.Path} does not exist",
+                f"Container.Storage.Path: directory {storage.path} does not exist",
             )
-    for i, md in enumerate(container.MappedDirectories):
+    for i, (host, inside, _ro) in enumerate(_mapped_directories(container)):
         field = f"Container.MappedDirectories[{i}]"
-        _require_abs(md.HostPath, f"{field}.HostPath")
-        _require_abs(md.ContainerPath, f"{field}.ContainerPath")
-        if not is_dir(md.HostPath):
+        _require_abs(host, f"{field}.HostPath")
+        _require_abs(inside, f"{field}.ContainerPath")
+        if not is_dir(host):
             raise HcsFault(
                 hresults.E_PATH_NOT_FOUND,
-                f"{field}.HostPath: directory {md.HostPath} does not exist",
+                f"{field}.HostPath: directory {host} does not exist",
             )
 
 
 def _rootfs_plan(
     container: ContainerSettings, bundle_dir: str, scratch_dir: str
 ) -> tuple[str, OverlayRootfs | None]:
-    storage = container.Storage
-    if not storage.Layers:
-        assert storage.Path is not None  # validate_container guarantees it
-        return storage.Path, None
-    scratch = storage.Path or scratch_dir
+    storage = _storage(container)
+    if not storage.layers:
+        assert storage.path is not None  # validate_container guarantees it
+        return storage.path, None
+    scratch = storage.path or scratch_dir
     target = os.path.join(bundle_dir, "rootfs")
     overlay = OverlayRootfs(
-        lower=tuple(layer.Path for layer in storage.Layers),
+        lower=tuple(_layer_paths(storage)),
         upper=os.path.join(scratch, "upper"),
         work=os.path.join(scratch, "work"),
         target=target,
@@ -213,15 +233,15 @@ def _mounts(container: ContainerSettings, init_host_path: str) -> list[dict[str,
             "options": ["bind", "ro", "nosuid", "nodev"],
         },
     ]
-    for md in container.MappedDirectories:
+    for host, inside, read_only in _mapped_directories(container):
         options = ["rbind", "rprivate"]
-        if md.ReadOnly:
+        if read_only:
             options.append("ro")
         mounts.append(
             {
-                "destination": md.ContainerPath,
+                "destination": inside,
                 "type": "bind",
-                "source": md.HostPath,
+                "source": host,
                 "options": options,
             }
         )
@@ -230,19 +250,19 @@ def _mounts(container: ContainerSettings, init_host_path: str) -> list[dict[str,
 
 def _resources(container: ContainerSettings) -> dict[str, Any]:
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
-    if container.Memory is not None and container.Memory.SizeInMB:
-        resources["memory"] = {"limit": container.Memory.SizeInMB * 1024 * 1024}
+    if container.memory is not None and container.memory.size_in_mb:
+        resources["memory"] = {"limit": container.memory.size_in_mb * 1024 * 1024}
     cpu: dict[str, Any] = {}
-    proc = container.Processor
+    proc = container.processor
     if proc is not None:
-        if proc.Count:
+        if proc.count:
             # Count processors' worth of CPU time per period (a quota, so it
             # works whatever cpus the host has).
             cpu["period"] = CPU_PERIOD_US
-            cpu["quota"] = proc.Count * CPU_PERIOD_US
-        if proc.Weight:
+            cpu["quota"] = proc.count * CPU_PERIOD_US
+        if proc.weight:
             # HCS weight 100 is the default share, as 1024 is for cgroup v1.
-            cpu["shares"] = max(2, min(262144, round(proc.Weight * 1024 / 100)))
+            cpu["shares"] = max(2, min(262144, round(proc.weight * 1024 / 100)))
     if cpu:
         resources["cpu"] = cpu
     return resources
@@ -345,17 +365,17 @@ def resolve_user(spec: str | None, passwd_text: str | None) -> User:
 
 
 def command_args(params: ProcessParameters) -> list[str]:
-    if params.CommandArgs:
-        return list(params.CommandArgs)
-    if params.CommandLine:
+    if params.command_args:
+        return list(params.command_args)
+    if params.command_line:
         try:
-            args = shlex.split(params.CommandLine)
+            args = shlex.split(params.command_line)
         except ValueError as e:
             raise HcsFault(hresults.HCS_E_INVALID_JSON, f"CommandLine: {e}") from None
         if args:
             return args
-    if params.ApplicationName:
-        return [params.ApplicationName]
+    if params.application_name:
+        return [params.application_name]
     raise HcsFault(
         hresults.HCS_E_INVALID_JSON,
         "ProcessParameters: CommandArgs or CommandLine is required",
@@ -364,23 +384,25 @@ def command_args(params: ProcessParameters) -> list[str]:
 
 def process_spec(params: ProcessParameters, user: User) -> dict[str, Any]:
     """The OCI `process` object for `runc exec --process`."""
-    env: Mapping[str, str] = params.Environment or {}
+    if params.working_directory:
+        _require_abs(params.working_directory, "WorkingDirectory")
+    env: Mapping[str, str] = params.environment or {}
     env_list = [f"{k}={v}" for k, v in env.items()]
     if "PATH" not in env:
         env_list.insert(0, f"PATH={DEFAULT_PATH}")
-    if params.EmulateConsole and "TERM" not in env:
+    if params.emulate_console and "TERM" not in env:
         env_list.append("TERM=xterm")
     spec: dict[str, Any] = {
-        "terminal": bool(params.EmulateConsole),
+        "terminal": bool(params.emulate_console),
         "user": {"uid": user.uid, "gid": user.gid},
         "args": command_args(params),
         "env": env_list,
-        "cwd": params.WorkingDirectory or "/",
+        "cwd": params.working_directory or "/",
         "capabilities": _capabilities(),
         "noNewPrivileges": True,
     }
-    if params.EmulateConsole and params.ConsoleSize:
-        height, width = params.ConsoleSize
+    if params.emulate_console and params.console_size:
+        height, width = params.console_size
         spec["consoleSize"] = {"height": height, "width": width}
     if user.uid != 0:
         # Non-root users get no capabilities, as with a normal login.

@@ -1,0 +1,1 @@
+"""The VM backend: VirtualMachine documents run on QEMU (docs/vm.md)."""
