@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--shutdown-grace",
         type=float,
         default=10.0,
-        help="seconds between SIGTERM and SIGKILL on shutdown (default %(default)s)",
+        help="seconds HcsShutDownComputeSystem waits between SIGTERM and SIGKILL of a"
+        " container (default %(default)s; stopping the service itself kills at once)",
     )
     p.add_argument(
         "--accel",
