@@ -10,6 +10,7 @@ malformed string fails with InvalidJson and the service's message), or None
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
@@ -20,6 +21,10 @@ from ._ffi import ffi
 Document: TypeAlias = BaseModel | Mapping[str, Any] | Sequence[Any] | str | bytes | None
 
 M = TypeVar("M", bound=BaseModel)
+
+# The Linux host service takes frames of at most 16 MiB (docs/protocol.md); saying so
+# here beats a bare E_INVALIDARG from the library.
+MAX_PAYLOAD = 16 * 1024 * 1024 if sys.platform != "win32" else None
 
 
 def to_json(document: Document) -> str | None:
@@ -63,7 +68,26 @@ def wide(text: str | None) -> Any:
         raise TypeError(f"HCS strings must be str, not {type(text).__name__}")
     if "\x00" in text:
         raise ValueError("HCS strings cannot contain NUL characters")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"HCS strings must be valid Unicode: lone surrogate at index {e.start}"
+        ) from None
+    if MAX_PAYLOAD is not None and size > MAX_PAYLOAD:
+        raise ValueError(
+            f"document is {size} bytes of UTF-8; the host service accepts at most "
+            f"{MAX_PAYLOAD} bytes"
+        )
     return ffi.new("char16_t[]", text)
+
+
+def required_document(document: Document, what: str) -> Any:
+    """:func:`wide_document` for a parameter HCS requires (no NULL, no empty text)."""
+    text = to_json(document)
+    if text is None or not text.strip():
+        raise ValueError(f"{what} is required: give a model, a dict or JSON text")
+    return wide(text)
 
 
 def wide_document(document: Document) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Self
 import anyio
 
 from . import _bridge
-from ._documents import Document, parse_model, wide_document
+from ._documents import Document, parse_model, required_document, wide_document
 from ._ffi import GENERIC_ALL, ffi, get_lib
 from ._streams import FdReceiveStream, FdSendStream
 from .errors import (
@@ -247,7 +247,7 @@ def _requested(params: Document) -> tuple[bool, bool, bool]:
 async def create_process(system: _bridge.NativeHandle, params: Document) -> Process:
     lib = get_lib()
     raw_system = system.raw
-    text = wide_document(params)
+    text = required_document(params, "the process parameters")
     out = ffi.new("HCS_PROCESS *")
     hub = EventHub()
     created: list[_bridge.NativeHandle] = []
@@ -304,6 +304,8 @@ def _wrap(fd: int | None, wanted: bool, cls: Any) -> Any:
 
 
 async def open_process(system: _bridge.NativeHandle, pid: int) -> Process:
+    if not isinstance(pid, int) or not 0 <= pid <= 0xFFFFFFFF:
+        raise ValueError(f"pid must be an integer in 0..4294967295, not {pid!r}")
     lib = get_lib()
     raw_system = system.raw
 

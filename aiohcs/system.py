@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from . import _bridge
-from ._documents import Document, parse_model, to_json, wide, wide_document
+from ._documents import Document, parse_model, required_document, wide, wide_document
 from ._ffi import GENERIC_ALL, ffi, get_lib
 from .errors import HandleClosed, ServiceDisconnected, error_from_hresult
 from .events import DEFAULT_MAXSIZE, Event, EventHub, EventStream, EventType
@@ -105,7 +105,7 @@ class System:
         """Apply a ModifySettingRequest (HcsModifyComputeSystem)."""
         lib = get_lib()
         raw = self._handle.raw
-        text = wide_document(request)
+        text = required_document(request, "the modify request")
         await _bridge.submit(
             lambda op: lib.HcsModifyComputeSystem(raw, op, text, ffi.NULL),
             name="HcsModifyComputeSystem",
@@ -186,7 +186,7 @@ async def create_system(system_id: str, config: Document) -> System:
     """
     lib = get_lib()
     id_text = wide(system_id)
-    config_text = wide(to_json(config))
+    config_text = required_document(config, "the compute system configuration")
     out = ffi.new("HCS_SYSTEM *")
     hub = EventHub()
     created: list[_bridge.NativeHandle] = []

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from aiohcs import schema
-from aiohcs._documents import parse_json, parse_model, parse_model_list, to_json, wide
+from aiohcs._documents import (
+    MAX_PAYLOAD,
+    parse_json,
+    parse_model,
+    parse_model_list,
+    required_document,
+    to_json,
+    wide,
+)
 from aiohcs._ffi import ffi
 
 
@@ -65,3 +73,28 @@ def test_parse_results() -> None:
     assert err.error_message == "m"
     sp = parse_model(schema.ServiceProperties, '{"Properties":[{"SupportedSchemaVersions":[]}]}')
     assert sp.properties == [{"SupportedSchemaVersions": []}]
+
+
+def test_lone_surrogate_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="lone surrogate at index 2"):
+        wide('{"\udc80"}')
+
+
+def test_oversized_document_names_the_limit() -> None:
+    assert MAX_PAYLOAD is not None
+    with pytest.raises(ValueError, match=f"at most {MAX_PAYLOAD} bytes"):
+        wide("x" * (MAX_PAYLOAD + 1))
+
+
+@pytest.mark.parametrize("document", [None, "", "   ", b""])
+def test_required_document_rejects_nothing(document: object) -> None:
+    with pytest.raises(ValueError, match="the process parameters is required"):
+        required_document(document, "the process parameters")  # type: ignore[arg-type]
+
+
+async def test_open_process_rejects_bad_pid_before_any_native_call() -> None:
+    from aiohcs.process import open_process
+
+    for pid in (-1, 2**32, "7"):
+        with pytest.raises(ValueError, match="pid must be an integer"):
+            await open_process(None, pid)  # type: ignore[arg-type]
