@@ -26,7 +26,7 @@ side's VM is gone before the other side starts, so they never share the CPU):
    with ``-incoming defer`` + ``migrate-incoming exec:cat FILE`` + polling +
    agent HELLO answered; then (ours) ``/bin/true`` in the restored VM.
 
-    python benchmarks/bench_vm.py                 # 3 rounds after 1 warm-up, ~2 min on TCG
+    python benchmarks/bench_vm.py                 # 3 rounds after 1 warm-up, ~40 s on TCG
     python benchmarks/bench_vm.py --rounds 5 --markdown
 
 Needs root and QEMU. Starts a private host service (``--accel tcg`` unless
@@ -100,7 +100,9 @@ def connect_unix(
         except OSError:
             s.close()
             if proc.poll() is not None:
-                raise RuntimeError(f"QEMU exited {proc.returncode} before {path.name} was up")
+                raise RuntimeError(
+                    f"QEMU exited {proc.returncode} before {path.name} was up"
+                ) from None
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{path} did not appear in {timeout:.0f} s") from None
             time.sleep(0.001)
@@ -498,7 +500,7 @@ class Bench:
             await self.ours_round()
 
     def table(self, markdown: bool) -> list[str]:
-        head = ("metric", "n", "ours median", "ours min–max", "raw median", "raw min–max",
+        head = ("metric", "n", "ours median", "ours min..max", "raw median", "raw min..max",
                 "ours/raw")  # fmt: skip
         rows = []
         for row in ROWS:
@@ -506,8 +508,8 @@ class Bench:
             om, wm = statistics.median(o), statistics.median(w)
             rows.append((
                 f"{row.label} [{row.unit}]", str(len(o)),
-                f"{om:.1f}", f"{min(o):.1f}–{max(o):.1f}",
-                f"{wm:.1f}", f"{min(w):.1f}–{max(w):.1f}", f"{om / wm:.2f}",
+                f"{om:.1f}", f"{min(o):.1f}..{max(o):.1f}",
+                f"{wm:.1f}", f"{min(w):.1f}..{max(w):.1f}", f"{om / wm:.2f}",
             ))  # fmt: skip
         if markdown:
             out = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]

@@ -170,7 +170,7 @@ async def main(show_document: bool) -> int:
     demo = Demo()
     tag = uuid.uuid4().hex[:8]
     uvm = await demo.step("python -m aiohcs.uvm path", uvm_paths(), timeout=1800)
-    demo.say(f"utility VM: kernel {uvm['kernel']}, initrd {uvm['initrd']}")
+    print(f"utility VM: kernel {uvm['kernel']}, initrd {uvm['initrd']}", flush=True)
     doc = vm_document(uvm)
     if show_document:
         print(json.dumps(doc.to_dict(), indent=2))

@@ -161,12 +161,12 @@ def test_validation_messages(doc, hr, needle) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ('{"Container": {"Storage": 5}}', "Container.Storage: Input should be a JSON object"),
+        ('{"Container": {"Storage": 5}}', "Container.Storage: expected object, got 5"),
         ("{}", "exactly one of Container, VirtualMachine, HostedSystem"),
-        ('{"Container": {}}', "Container.Storage: Field required"),
+        ('{"Container": {}}', "Container.Storage: required"),
         (
             '{"Container": {"Storage": {"Layers": [{"Path": 3}]}}}',
-            "Container.Storage.Layers[0].Path: Input should be a valid string",
+            "Container.Storage.Layers[0].Path: expected string, got 3",
         ),
         ("not json", "ComputeSystem: invalid JSON"),
     ],
@@ -199,18 +199,18 @@ def test_users() -> None:
 
 def test_process_spec() -> None:
     params = ProcessParameters(
-        CommandLine="sh -c 'echo hi'",
-        Environment={"A": "1"},
-        WorkingDirectory="/tmp",
-        EmulateConsole=True,
-        ConsoleSize=[30, 100],
+        command_line="sh -c 'echo hi'",
+        environment={"A": "1"},
+        working_directory="/tmp",
+        emulate_console=True,
+        console_size=[30, 100],
     )
     spec = oci.process_spec(params, oci.User(0, 0))
     assert spec["args"] == ["sh", "-c", "echo hi"]
     assert spec["env"][0].startswith("PATH=") and "A=1" in spec["env"]
     assert spec["cwd"] == "/tmp" and spec["terminal"] is True
     assert spec["consoleSize"] == {"height": 30, "width": 100}
-    args = oci.process_spec(ProcessParameters(CommandArgs=["a b", "c"]), oci.User(0, 0))["args"]
+    args = oci.process_spec(ProcessParameters(command_args=["a b", "c"]), oci.User(0, 0))["args"]
     assert args == ["a b", "c"]
     with pytest.raises(HcsFault):
         oci.process_spec(ProcessParameters(), oci.User(0, 0))
