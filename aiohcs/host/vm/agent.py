@@ -241,6 +241,9 @@ class AgentClient:
         self._pending: dict[int, tuple[asyncio.Future[Frame], int]] = {}
         self._procs: dict[int, AgentProcess] = {}
         self._pending_create: dict[int, dict[int, bool]] = {}
+        # CREATE reply -> its process, kept apart from _procs: a process without output
+        # streams can exit (and be forgotten) before create_process() resumes.
+        self._created: dict[int, AgentProcess] = {}
         self._on_disconnect = on_disconnect
         self._write_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -362,8 +365,7 @@ class AgentClient:
         if tty and size:
             items += [("rows", int(size[0])), ("cols", int(size[1]))]
         frame = await self._request(CREATE, encode_record(items), create=want | {-1: tty})
-        rec = dict(decode_record(frame.payload))
-        return self._procs[int(rec["pid"])]
+        return self._created.pop(frame.req)
 
     async def process_list(self) -> list[dict[str, Any]]:
         """ProcessDetails of every guest process (HCS ProcessList property)."""
@@ -437,6 +439,14 @@ class AgentClient:
         try:
             await self._send(pack_frame(ftype, payload, req=req, pid=pid))
             return await fut
+        except BaseException:
+            # A cancelled create whose reply already arrived: nobody will take the
+            # client ends of its stdio, so close them here.
+            orphan = self._created.pop(req, None)
+            if orphan is not None:
+                for fd in orphan.take_client_fds().values():
+                    os.close(fd)
+            raise
         finally:
             self._pending.pop(req, None)
             self._pending_create.pop(req, None)
@@ -516,6 +526,7 @@ class AgentClient:
                 proc._out_queues[stream] = q
                 proc._tasks.append(asyncio.create_task(self._pump_out(proc, stream, mine, q)))
         self._procs[pid] = proc
+        self._created[f.req] = proc
 
     async def _pump_out(
         self, proc: AgentProcess, stream: int, sock: socket.socket, q: asyncio.Queue[bytes]
