@@ -7,16 +7,14 @@ import contextlib
 import json
 import os
 import signal as _signal
-import warnings
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 
 from . import _bridge
-from ._documents import Document, parse_model, required_document, wide_document
+from ._documents import Document, parse_model, required_document
 from ._ffi import GENERIC_ALL, ffi, get_lib
+from ._handle import HandleOwner, attach_events, catch_up
 from ._streams import FdReceiveStream, FdSendStream
 from .errors import (
     HandleClosed,
@@ -28,14 +26,14 @@ from .errors import (
     SystemNotFound,
     error_from_hresult,
 )
-from .events import DEFAULT_MAXSIZE, Event, EventHub, EventStream, EventType
+from .events import EventHub, EventType
 from .schema import ProcessParameters, ProcessStatus
 
 # What HCS says when a process call finds the process gone (API.md §6.4).
 _GONE = (ProcessAlreadyStopped, NotFound, InvalidState, SystemAlreadyStopped, SystemNotFound)
 
 
-class Process:
+class Process(HandleOwner):
     """A process in a compute system.
 
     ``stdin`` / ``stdout`` / ``stderr`` are anyio byte streams over the pipe
@@ -63,21 +61,8 @@ class Process:
     def pid(self) -> int:
         return self._pid
 
-    @property
-    def closed(self) -> bool:
-        return self._handle.closed
-
     def __repr__(self) -> str:
         return f"<aiohcs.Process pid={self._pid} {'closed' if self.closed else 'open'}>"
-
-    async def _call(self, name: str, document: Document = None) -> _bridge.Outcome:
-        lib = get_lib()
-        func: Callable[..., int] = getattr(lib, name)
-        raw = self._handle.raw
-        text = wide_document(document)
-        return await _bridge.submit(
-            lambda op: func(raw, op, text), name=name, keepalive=(text,), handle=self._handle
-        )
 
     # -- control -------------------------------------------------------------
     async def signal(self, sig: int | str) -> None:
@@ -168,50 +153,13 @@ class Process:
         await self.wait()
         return out, err
 
-    def events(self, maxsize: int = DEFAULT_MAXSIZE) -> EventStream:
-        return self._hub.subscribe(maxsize)
-
     # -- closing -------------------------------------------------------------
     async def close(self) -> None:
         """Close the process handle and our stdio ends (does not kill the process)."""
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 stream.close_now()
-        self._hub.close()
-        await self._handle.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __del__(self) -> None:
-        handle = getattr(self, "_handle", None)
-        if handle is not None and not handle.closed:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
-
-
-def _attach(handle: _bridge.NativeHandle, hub: EventHub) -> None:
-    loop = asyncio.get_running_loop()
-
-    def deliver(event_type: int, raw: str | None) -> None:
-        hub.publish(Event.from_raw(event_type, raw))
-
-    handle.attach_events(loop, deliver)
-    hub.loop = loop
-
-
-def _catch_up(handle: _bridge.NativeHandle, hub: EventHub) -> None:
-    """Publish an exit that happened before our callback was registered."""
-    early = handle.poll_exit()
-    if early is not None:
-        hub.publish(Event.from_raw(EventType.ProcessExited, early or None))
+        await super().close()
 
 
 def _requested(params: Document) -> tuple[bool, bool, bool]:
@@ -258,7 +206,7 @@ async def create_process(system: _bridge.NativeHandle, params: Document) -> Proc
             handle = _bridge.NativeHandle("process", out[0])
             created.append(handle)
             # Before the completion can be delivered: no exit event is missed.
-            _attach(handle, hub)
+            attach_events(handle, hub)
         return result
 
     def abandon(_: _bridge.Outcome) -> None:
@@ -290,7 +238,7 @@ async def create_process(system: _bridge.NativeHandle, params: Document) -> Proc
     stdin = _wrap(info.stdin, want_in, FdSendStream)
     stdout = _wrap(info.stdout, want_out, FdReceiveStream)
     stderr = _wrap(info.stderr, want_err, FdReceiveStream)
-    _catch_up(handle, hub)
+    catch_up(handle, hub, EventType.ProcessExited)
     return Process(handle, hub, info.pid, stdin, stdout, stderr)
 
 
@@ -323,8 +271,8 @@ async def open_process(system: _bridge.NativeHandle, pid: int) -> Process:
         raise error_from_hresult(result, None, context=f"HcsOpenProcess({pid})")
     hub = EventHub()
     try:
-        _attach(handle, hub)
-        _catch_up(handle, hub)
+        attach_events(handle, hub)
+        catch_up(handle, hub, EventType.ProcessExited)
     except BaseException:
         await handle.close()
         raise

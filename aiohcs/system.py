@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import warnings
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from . import _bridge
-from ._documents import Document, parse_model, required_document, wide, wide_document
+from ._documents import Document, parse_model, required_document, wide
 from ._ffi import GENERIC_ALL, ffi, get_lib
+from ._handle import HandleOwner, attach_events, catch_up
 from .errors import HandleClosed, ServiceDisconnected, error_from_hresult
-from .events import DEFAULT_MAXSIZE, Event, EventHub, EventStream, EventType
+from .events import EventHub, EventType
 from .process import Process, create_process, open_process
 from .schema import Properties, SystemExitStatus
 
 
-def _attach(handle: _bridge.NativeHandle, hub: EventHub, exit_type: EventType) -> None:
-    """Register the handle's event callback, then catch up on an exit that came first."""
-    loop = asyncio.get_running_loop()
-
-    def deliver(event_type: int, raw: str | None) -> None:
-        hub.publish(Event.from_raw(event_type, raw))
-
-    handle.attach_events(loop, deliver)
-    hub.loop = loop
-    early = handle.poll_exit()
-    if early is not None:
-        hub.publish(Event.from_raw(exit_type, early or None))
-
-
-class System:
+class System(HandleOwner):
     """A handle to a compute system.
 
     Created by :func:`create_system` / :func:`open_system`; close it with
@@ -48,27 +33,11 @@ class System:
     def id(self) -> str:
         return self._id
 
-    @property
-    def closed(self) -> bool:
-        return self._handle.closed
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<aiohcs.System {self._id!r} {state}>"
 
     # -- operations ----------------------------------------------------------
-    async def _call(self, name: str, document: Document = None) -> _bridge.Outcome:
-        lib = get_lib()
-        func: Callable[..., int] = getattr(lib, name)
-        raw = self._handle.raw
-        text = wide_document(document)
-        return await _bridge.submit(
-            lambda op: func(raw, op, text),
-            name=name,
-            keepalive=(text,),
-            handle=self._handle,
-        )
-
     async def start(self, options: Document = None) -> None:
         """Start the system (HcsStartComputeSystem)."""
         await self._call("HcsStartComputeSystem", options)
@@ -135,10 +104,6 @@ class System:
             return None
         return SystemExitStatus.model_validate(event.data or {})
 
-    def events(self, maxsize: int = DEFAULT_MAXSIZE) -> EventStream:
-        """A new consumer of this handle's events (see :mod:`aiohcs.events`)."""
-        return self._hub.subscribe(maxsize)
-
     # -- processes -----------------------------------------------------------
     async def create_process(self, params: Document) -> Process:
         """Start a process in the system (HcsCreateProcess).
@@ -156,26 +121,7 @@ class System:
     async def close(self) -> None:
         """Close this handle (the system keeps running unless it was created with
         ``ShouldTerminateOnLastHandleClosed`` and this was its last handle)."""
-        self._hub.close()
-        await self._handle.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def __del__(self) -> None:
-        # Closing here is not safe (it may block, and at interpreter exit it may
-        # deadlock); the atexit hook closes what is left.  Just say so.
-        handle = getattr(self, "_handle", None)
-        if handle is not None and not handle.closed:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1)
+        await super().close()
 
 
 async def create_system(system_id: str, config: Document) -> System:
@@ -229,7 +175,8 @@ def _with_events(
     def wrapped(op: Any) -> int:
         result = start(op)
         if created:
-            _attach(created[0], hub, exit_type)
+            attach_events(created[0], hub)
+            catch_up(created[0], hub, exit_type)
         return result
 
     return wrapped
@@ -255,7 +202,8 @@ async def open_system(system_id: str) -> System:
         raise error_from_hresult(result, None, context=f"HcsOpenComputeSystem({system_id!r})")
     hub = EventHub()
     try:
-        _attach(handle, hub, EventType.SystemExited)
+        attach_events(handle, hub)
+        catch_up(handle, hub, EventType.SystemExited)
     except BaseException:
         await handle.close()
         raise
