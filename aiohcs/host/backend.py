@@ -81,14 +81,15 @@ class SystemBackend(Protocol):
 
 
 def make_backend(system_id: str, doc: ComputeSystem, ctx: BackendContext) -> SystemBackend:
-    if doc.Container is not None:
+    if doc.container is not None:
         from aiohcs.host.container.backend import ContainerBackend
 
-        return ContainerBackend(system_id, doc.Container, ctx)
-    if doc.VirtualMachine is not None:
+        return ContainerBackend(system_id, doc.container, ctx)
+    if doc.virtual_machine is not None:
         from aiohcs.host.vm.backend import VmBackend
 
-        return VmBackend(system_id, doc.VirtualMachine, ctx)
+        # qemu.build_plan reads the section as JSON values.
+        return VmBackend(system_id, doc.virtual_machine.model_dump(mode="json"), ctx)
     raise HcsFault(
         hresults.E_NOT_SUPPORTED,
         "HostedSystem: hosted systems are not supported by this host service",

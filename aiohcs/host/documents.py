@@ -20,11 +20,11 @@ On top of the schema, :func:`parse_document` applies
   ...) and ranges of what the runtimes take.  The backends check the rest
   (directories exist, a VM's boot method, unsupported VM fields).
 
-The classes below are the generated models themselves (subclasses without
-extra validation) plus two host extensions (``SignalProcessOptions.Signal`` may
-be a Linux signal number or name, ``ShutdownOptions.GracePeriodSeconds``) and
-read-only PascalCase accessors for the modules that still read
-``doc.Container`` rather than ``doc.container``.
+The names below are the generated models themselves, read like any model
+(snake_case attributes: ``doc.container``, ``params.user``), except two
+subclasses that declare host extensions: ``SignalProcessOptions.signal`` may
+also be a Linux signal number or name, and ``ShutdownOptions`` has
+``grace_period_seconds`` (JSON ``GracePeriodSeconds``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -46,7 +46,15 @@ log = logging.getLogger(__name__)
 # name a model): any JSON object, fields kept as they are.
 Document = HcsModel
 
+# The documents the host reads with the generated models as they are.
 ContainerSettings = schema.Container
+ComputeSystem = schema.ComputeSystem
+ProcessParameters = schema.ProcessParameters
+ProcessModifyRequest = schema.ProcessModifyRequest
+SystemQuery = schema.SystemQuery
+# ``System_PropertyQuery`` or ``Service_PropertyQuery`` (both have ``PropertyTypes``;
+# parse_document judges by the name it is given).
+PropertyQuery = schema.SystemPropertyQuery
 
 # The runtimes take the memory limit in bytes as an int64.
 MAX_MEMORY_MB = (2**63 - 1) // (1024 * 1024)
@@ -61,175 +69,20 @@ DRAFT_PROPERTIES: dict[str, frozenset[str]] = {
 
 
 # The generated models build lazily; build the ones subclassed here first, so the
-# subclasses inherit resolved fields (their PascalCase accessors share names with
-# generated classes, which would shadow them in the annotations).
-for _parent in (
-    schema.ComputeSystem,
-    schema.ProcessParameters,
-    schema.ShutdownOptions,
-    schema.SignalProcessOptions,
-    schema.ProcessModifyRequest,
-    schema.SystemQuery,
-    schema.SystemPropertyQuery,
-):
+# subclasses inherit resolved fields.
+for _parent in (schema.ShutdownOptions, schema.SignalProcessOptions):
     _parent.model_rebuild()
-
-
-class VersionView(NamedTuple):
-    Major: int
-    Minor: int
-
-
-class ConsoleSizeView(NamedTuple):
-    Height: int
-    Width: int
-
-
-class CloseHandleView(NamedTuple):
-    Handle: str
-
-
-class ComputeSystem(schema.ComputeSystem):
-    @property
-    def SchemaVersion(self) -> VersionView | None:
-        v = self.schema_version
-        return None if v is None else VersionView(v.major or 0, v.minor or 0)
-
-    @property
-    def Owner(self) -> str | None:
-        return self.owner
-
-    @property
-    def Container(self) -> schema.Container | None:
-        return self.container
-
-    @property
-    def VirtualMachine(self) -> dict[str, Any] | None:
-        """The VirtualMachine section as JSON values (what qemu.build_plan reads)."""
-        vm = self.virtual_machine
-        return None if vm is None else vm.model_dump(mode="json")
-
-    @property
-    def HostedSystem(self) -> Any:
-        return self.hosted_system
-
-    @property
-    def ShouldTerminateOnLastHandleClosed(self) -> bool:
-        return bool(self.should_terminate_on_last_handle_closed)
-
-
-class ProcessParameters(schema.ProcessParameters):
-    @property
-    def ApplicationName(self) -> str | None:
-        return self.application_name
-
-    @property
-    def CommandLine(self) -> str | None:
-        return self.command_line
-
-    @property
-    def CommandArgs(self) -> list[str] | None:
-        return self.command_args
-
-    @property
-    def User(self) -> str | None:
-        return self.user
-
-    @property
-    def WorkingDirectory(self) -> str | None:
-        return self.working_directory
-
-    @property
-    def Environment(self) -> dict[str, str] | None:
-        return self.environment
-
-    @property
-    def EmulateConsole(self) -> bool:
-        return bool(self.emulate_console)
-
-    @property
-    def CreateStdInPipe(self) -> bool:
-        return bool(self.create_std_in_pipe)
-
-    @property
-    def CreateStdOutPipe(self) -> bool:
-        return bool(self.create_std_out_pipe)
-
-    @property
-    def CreateStdErrPipe(self) -> bool:
-        return bool(self.create_std_err_pipe)
-
-    @property
-    def ConsoleSize(self) -> list[int] | None:
-        return self.console_size
 
 
 class ShutdownOptions(schema.ShutdownOptions):
     # aiohcs extension: seconds between SIGTERM and SIGKILL (default: service flag).
     grace_period_seconds: float | int | None = Field(default=None, ge=0)
 
-    @property
-    def Force(self) -> bool:
-        return bool(self.force)
-
-    @property
-    def GracePeriodSeconds(self) -> float | None:
-        g = self.grace_period_seconds
-        return None if g is None else float(g)
-
 
 class SignalProcessOptions(schema.SignalProcessOptions):
     # aiohcs extension: a Linux signal number or name ("TERM", "SIGKILL") as well
     # as the schema's ProcessSignal values.
     signal: schema.ProcessSignal | int | None = None  # type: ignore[assignment]  # widened
-
-    @property
-    def Signal(self) -> int | str:
-        s = self.signal
-        assert s is not None  # parse_document requires it
-        return s if isinstance(s, int) else str(s)
-
-
-class ProcessModifyRequest(schema.ProcessModifyRequest):
-    @property
-    def Operation(self) -> str:
-        return str(self.operation)
-
-    @property
-    def ConsoleSize(self) -> ConsoleSizeView | None:
-        c = self.console_size
-        return None if c is None else ConsoleSizeView(c.height or 0, c.width or 0)
-
-    @property
-    def CloseHandle(self) -> CloseHandleView | None:
-        c = self.close_handle
-        return None if c is None else CloseHandleView(str(c.handle))
-
-
-class SystemQuery(schema.SystemQuery):
-    @property
-    def Ids(self) -> list[str] | None:
-        return self.ids
-
-    @property
-    def Names(self) -> list[str] | None:
-        return self.names
-
-    @property
-    def Types(self) -> list[str] | None:
-        return None if self.types is None else [str(t) for t in self.types]
-
-    @property
-    def Owners(self) -> list[str] | None:
-        return self.owners
-
-
-class PropertyQuery(schema.SystemPropertyQuery):
-    """``System_PropertyQuery`` or ``Service_PropertyQuery`` (both have ``PropertyTypes``)."""
-
-    @property
-    def PropertyTypes(self) -> list[str]:
-        return [str(t) for t in self.property_types or []]
 
 
 # ------------------------------------------------------------------ host rules

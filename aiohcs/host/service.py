@@ -294,13 +294,13 @@ class Service:
         out = []
         for system in self.systems.values():
             props = system.basic_properties()
-            if query.Ids is not None and system.id not in query.Ids:
+            if query.ids is not None and system.id not in query.ids:
                 continue
-            if query.Names is not None and props["Name"] not in query.Names:
+            if query.names is not None and props["Name"] not in query.names:
                 continue
-            if query.Types is not None and props["SystemType"] not in query.Types:
+            if query.types is not None and props["SystemType"] not in query.types:
                 continue
-            if query.Owners is not None and props["Owner"] not in query.Owners:
+            if query.owners is not None and props["Owner"] not in query.owners:
                 continue
             out.append(props)
         return Reply(json.dumps(out).encode())
@@ -317,10 +317,10 @@ class Service:
                 f"a compute system with id {system_id!r} already exists",
             )
         doc = parse_document(ComputeSystemDocument, config, "ComputeSystem")
-        if doc.SchemaVersion is not None and doc.SchemaVersion.Major != 2:
+        if doc.schema_version is not None and doc.schema_version.major != 2:
             raise HcsFault(
                 hresults.HCS_E_INVALID_JSON,
-                f"SchemaVersion: {doc.SchemaVersion.Major}.{doc.SchemaVersion.Minor} is not "
+                f"SchemaVersion: {doc.schema_version.major}.{doc.schema_version.minor} is not "
                 "supported (supported: 2.x)",
             )
         backend = make_backend(system_id, doc, self.ctx)
@@ -392,7 +392,8 @@ class Service:
     async def _get_properties(self, conn: Connection, header: Header, payload: bytes) -> Reply:
         h = await conn.system_handle(header.handle)
         query = parse_document(PropertyQuery, _text(payload), "System_PropertyQuery")
-        for i, ptype in enumerate(query.PropertyTypes):
+        property_types = [str(t) for t in query.property_types or []]
+        for i, ptype in enumerate(property_types):
             if ptype in KNOWN_UNSUPPORTED_SYSTEM_PROPERTIES:
                 raise HcsFault(
                     hresults.E_NOT_SUPPORTED,
@@ -405,7 +406,7 @@ class Service:
                     f"PropertyTypes[{i}]: unknown property type {ptype!r} (supported: "
                     f"{', '.join(sorted(SYSTEM_PROPERTY_TYPES))})",
                 )
-        props = await h.system.properties(query.PropertyTypes)
+        props = await h.system.properties(property_types)
         return Reply(json.dumps(props).encode())
 
     # --- processes
@@ -461,7 +462,7 @@ class Service:
     ) -> Reply:
         query = parse_document(PropertyQuery, _text(payload), "Service_PropertyQuery")
         entries: list[dict[str, Any]] = []
-        for i, ptype in enumerate(query.PropertyTypes):
+        for i, ptype in enumerate(str(t) for t in query.property_types or []):
             if ptype == "Basic":
                 entries.append({"SupportedSchemaVersions": SUPPORTED_SCHEMA_VERSIONS})
             elif ptype in KNOWN_UNSUPPORTED_SERVICE_PROPERTIES:

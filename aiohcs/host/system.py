@@ -192,8 +192,10 @@ class ProcessRecord:
             ) from None
 
     def signal(self, options: SignalProcessOptions) -> None:
-        value = options.Signal
+        value: int | str | None = options.signal
+        assert value is not None  # parse_document requires it
         if isinstance(value, str):
+            value = str(value)  # the name, not the ProcessSignal member
             if value in WINDOWS_SIGNALS:
                 sig = int(WINDOWS_SIGNALS[value])
             else:
@@ -212,15 +214,16 @@ class ProcessRecord:
         self.send_signal(sig)
 
     def modify(self, request: ProcessModifyRequest) -> None:
-        if request.Operation == "ConsoleSize":
-            if request.ConsoleSize is None:
+        if request.operation == "ConsoleSize":
+            if request.console_size is None:
                 raise HcsFault(hresults.HCS_E_INVALID_JSON, "ConsoleSize: required by Operation")
             self._require_running()
             remote = self.launched.remote
             if remote is not None:
-                size = request.ConsoleSize
+                size = request.console_size
                 self.system.run_remote(
-                    remote.resize(size.Height, size.Width), f"resize of process {self.pid}"
+                    remote.resize(size.height or 0, size.width or 0),
+                    f"resize of process {self.pid}",
                 )
                 return
             if self.launched.console is None:
@@ -229,12 +232,14 @@ class ProcessRecord:
                     f"ConsoleSize: process {self.pid} has no console (EmulateConsole was false)",
                 )
             set_console_size(
-                self.launched.console, request.ConsoleSize.Height, request.ConsoleSize.Width
+                self.launched.console,
+                request.console_size.height or 0,
+                request.console_size.width or 0,
             )
-        elif request.Operation == "CloseHandle":
-            if request.CloseHandle is None:
+        elif request.operation == "CloseHandle":
+            if request.close_handle is None:
                 raise HcsFault(hresults.HCS_E_INVALID_JSON, "CloseHandle: required by Operation")
-            which = request.CloseHandle.Handle
+            which = str(request.close_handle.handle)
             if which not in ("StdIn", "StdOut", "StdErr", "All"):
                 raise HcsFault(
                     hresults.HCS_E_INVALID_JSON,
@@ -252,7 +257,7 @@ class ProcessRecord:
         else:
             raise HcsFault(
                 hresults.HCS_E_INVALID_JSON,
-                f"Operation: {request.Operation!r} is not ConsoleSize or CloseHandle",
+                f"Operation: {str(request.operation)!r} is not ConsoleSize or CloseHandle",
             )
 
 
@@ -315,7 +320,7 @@ class ComputeSystem:
         if self.state == "Stopped":
             if self.stopped.is_set():
                 self._on_unused(self)
-        elif self.document.ShouldTerminateOnLastHandleClosed:
+        elif self.document.should_terminate_on_last_handle_closed:
             log.info("system %s: last handle closed, terminating", self.id)
             self._spawn(self._terminate_quietly())
 
@@ -341,7 +346,7 @@ class ComputeSystem:
             "SystemType": self.backend.system_type,
             "RuntimeOsType": "Linux",
             "Name": self.id,
-            "Owner": self.document.Owner or "",
+            "Owner": self.document.owner or "",
             "RuntimeId": self.runtime_id,
             "State": self.state,
             "Stopped": self.state == "Stopped",
@@ -425,7 +430,7 @@ class ComputeSystem:
         await self._finish()
 
     async def shutdown(self, options: ShutdownOptions, default_grace: float) -> None:
-        grace = options.GracePeriodSeconds
+        grace = options.grace_period_seconds
         if grace is None:
             grace = default_grace
         async with self.lock:
@@ -441,7 +446,7 @@ class ComputeSystem:
                 # A frozen init cannot handle SIGTERM.
                 await self.backend.resume()
                 self.state = "Running"
-            await self.backend.stop("KILL" if options.Force else "TERM")
+            await self.backend.stop("KILL" if options.force else "TERM")
         try:
             await asyncio.wait_for(self.stopped.wait(), grace)
         except TimeoutError:
@@ -542,8 +547,8 @@ class ComputeSystem:
                     else:
                         props["Statistics"] = await self.backend.statistics(self.start_time)
                 elif ptype == "TerminateOnLastHandleClosed":
-                    props["TerminateOnLastHandleClosed"] = (
-                        self.document.ShouldTerminateOnLastHandleClosed
+                    props["TerminateOnLastHandleClosed"] = bool(
+                        self.document.should_terminate_on_last_handle_closed
                     )
             return props
 

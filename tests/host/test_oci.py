@@ -20,8 +20,8 @@ from aiohcs.host.errors import HcsFault
 
 def container(doc: dict[str, Any]) -> ContainerSettings:
     cs = parse_document(ComputeSystem, json.dumps({"Container": doc}), "ComputeSystem")
-    assert cs.Container is not None
-    return cs.Container
+    assert cs.container is not None
+    return cs.container
 
 
 def plan(doc: dict, system_id: str = "sys1") -> oci.BundlePlan:  # type: ignore[type-arg]

@@ -178,9 +178,9 @@ class ContainerBackend:
 
     async def create_process(self, params: ProcessParameters) -> LaunchedProcess:
         passwd = None
-        if params.User and not params.User.split(":")[0].isdigit():
+        if params.user and not params.user.split(":")[0].isdigit():
             passwd = await asyncio.to_thread(rootfs.read_in_root, self._rootfs(), "/etc/passwd")
-        user = oci.resolve_user(params.User, passwd)
+        user = oci.resolve_user(params.user, passwd)
         spec = oci.process_spec(params, user)
         n = next(self._exec_seq)
         process_json = self.dir / f"exec-{n}.json"
@@ -188,7 +188,7 @@ class ContainerBackend:
         log_file = self.dir / f"exec-{n}.log"
         process_json.write_text(json.dumps(spec))
         try:
-            if params.EmulateConsole:
+            if params.emulate_console:
                 launched = await self._exec_console(params, process_json, pid_file, log_file)
             else:
                 launched = await self._exec_pipes(params, process_json, pid_file, log_file)
@@ -208,9 +208,9 @@ class ContainerBackend:
         self, params: ProcessParameters, process_json: Path, pid_file: Path, log_file: Path
     ) -> LaunchedProcess:
         wanted = (
-            (FdMask.STDIN, params.CreateStdInPipe),
-            (FdMask.STDOUT, params.CreateStdOutPipe),
-            (FdMask.STDERR, params.CreateStdErrPipe),
+            (FdMask.STDIN, params.create_std_in_pipe),
+            (FdMask.STDOUT, params.create_std_out_pipe),
+            (FdMask.STDERR, params.create_std_err_pipe),
         )
         child: list[int] = []
         client: dict[int, int] = {}
@@ -275,13 +275,13 @@ class ContainerBackend:
             listener.close()
             os.close(null)
             shutil.rmtree(tmp, ignore_errors=True)
-        if params.ConsoleSize:
+        if params.console_size:
             with contextlib.suppress(OSError):
-                set_console_size(master, params.ConsoleSize[0], params.ConsoleSize[1])
+                set_console_size(master, params.console_size[0], params.console_size[1])
         client: dict[int, int] = {}
-        if params.CreateStdInPipe:
+        if params.create_std_in_pipe:
             client[FdMask.STDIN] = os.dup(master)
-        if params.CreateStdOutPipe:
+        if params.create_std_out_pipe:
             client[FdMask.STDOUT] = os.dup(master)
         return LaunchedProcess(ns_pid, host_pid, exited, client_fds=client, console=master)
 
