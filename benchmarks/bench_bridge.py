@@ -24,8 +24,6 @@ import contextlib
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,16 +36,11 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import _service  # noqa: E402
+
 import aiohcs  # noqa: E402
 from aiohcs import _bridge  # noqa: E402
 from aiohcs._ffi import INFINITE, ffi, get_lib  # noqa: E402
-
-
-def _answers(path: str) -> bool:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-        s.connect(path)
-        return True
-    return False
 
 
 @contextlib.contextmanager
@@ -55,28 +48,12 @@ def private_service() -> Iterator[tuple[str, str]]:
     """(socket, rootfs) of a host service started for this run."""
     subprocess.run(["make", "-s", "-C", str(ROOT / "aiohcs" / "_native")], check=True)
     base = pathlib.Path(tempfile.mkdtemp(prefix="aiohcs-b-", dir="/tmp"))
-    rootfs = base / "rootfs"
-    subprocess.run(["sh", str(ROOT / "scripts" / "build-rootfs.sh"), str(rootfs)], check=True)
-    sock = str(base / "hcs.sock")
-    (base / "state").mkdir()
-    log = open(base / "service.log", "wb")  # noqa: SIM115 - lives as long as the service
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aiohcs.host", "--socket", sock, "--state-dir", str(base / "state")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
     try:
-        deadline = time.monotonic() + 30
-        while not _answers(sock):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"host service did not start; see {base / 'service.log'}")
-            time.sleep(0.05)
-        yield sock, str(rootfs)
+        rootfs = base / "rootfs"
+        subprocess.run(["sh", str(ROOT / "scripts" / "build-rootfs.sh"), str(rootfs)], check=True)
+        with _service.private_service(base) as service:
+            yield service.socket, str(rootfs)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        log.close()
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -169,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     sock = os.environ.get("AIOHCS_SOCKET")
     rootfs = os.environ.get("AIOHCS_TEST_ROOTFS")
-    if sock and rootfs and _answers(sock):
+    if sock and rootfs and _service.answers(sock):
         asyncio.run(run(args.concurrency, args.rounds, rootfs))
         return
     with private_service() as (sock, rootfs):

@@ -36,20 +36,20 @@ import pathlib
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import anyio  # noqa: E402
+from _service import Service, private_service  # noqa: E402
 
 import aiohcs  # noqa: E402
 from aiohcs.host.container import oci  # noqa: E402
@@ -63,13 +63,6 @@ MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _answers(path: str) -> bool:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-        s.connect(path)
-        return True
-    return False
 
 
 def proc_status_kib(pid: int | str, key: str) -> int:
@@ -127,48 +120,6 @@ def runtime_version(path: str) -> str:
 
 
 # ---------------------------------------------------------------- our side
-
-
-@dataclass
-class Service:
-    socket: str
-    pid: int
-
-
-@contextlib.contextmanager
-def private_service(base: pathlib.Path, runtime: str) -> Iterator[Service]:
-    """A host service on a temporary socket/state dir; stopped (SIGTERM) at exit."""
-    sock = str(base / "hcs.sock")
-    state = base / "state"
-    state.mkdir()
-    log_path = base / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "aiohcs.host", "--socket", sock),
-                *("--state-dir", str(state), "--runtime", runtime),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,  # Ctrl-C reaches us; we stop it after our cleanup
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(sock):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"host service did not start:\n{tail}")
-            time.sleep(0.05)
-        yield Service(sock, proc.pid)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # it terminates and cleans up what is left
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class Ours:
@@ -647,7 +598,7 @@ def main() -> None:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        with private_service(base, args.runtime) as service:
+        with private_service(base, "--runtime", args.runtime) as service:
             os.environ["AIOHCS_SOCKET"] = service.socket
             raw = Raw(runtime, base, rootfs)
             try:

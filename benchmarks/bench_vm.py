@@ -52,12 +52,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _service import Service, private_service  # noqa: E402
 
 import aiohcs  # noqa: E402
 from aiohcs import schema  # noqa: E402
@@ -78,13 +79,6 @@ MiB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _answers(path: str) -> bool:
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as s:
-        s.connect(path)
-        return True
-    return False
 
 
 def connect_unix(
@@ -288,49 +282,6 @@ class Raw:
 
 
 # ---------------------------------------------------------------- our side
-
-
-@dataclass
-class Service:
-    socket: str
-    pid: int
-    state: pathlib.Path
-
-
-@contextlib.contextmanager
-def private_service(base: pathlib.Path, accel: str) -> Iterator[Service]:
-    """A host service on a temporary socket/state dir; stopped (SIGTERM) at exit."""
-    sock = str(base / "hcs.sock")
-    state = base / "state"
-    state.mkdir()
-    log_path = base / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "aiohcs.host", "--socket", sock),
-                *("--state-dir", str(state), "--accel", accel),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(sock):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"host service did not start:\n{tail}")
-            time.sleep(0.05)
-        yield Service(sock, proc.pid, state)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # it terminates the VMs left and cleans up
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 class Ours:
@@ -584,7 +535,7 @@ def main() -> None:
     # Short path: unix socket addresses are limited to 108 bytes.
     base = pathlib.Path(tempfile.mkdtemp(prefix="aiohcs-vmb-", dir="/tmp"))
     try:
-        with private_service(base, args.accel) as service:
+        with private_service(base, "--accel", args.accel) as service:
             os.environ["AIOHCS_SOCKET"] = service.socket
             asyncio.run(run(args, service, uvm, base))
     except KeyboardInterrupt:

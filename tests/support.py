@@ -1,4 +1,4 @@
-"""Helpers for the integration tests: build the rootfs, run a host service.
+"""Helpers for the integration tests: build the rootfs, run a host service, start a container.
 
 Kept out of conftest.py so test modules can import them by a plain name.
 """
@@ -15,10 +15,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+import aiohcs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NATIVE = ROOT / "aiohcs" / "_native"
@@ -113,35 +116,37 @@ def _wait_for_socket(path: str, proc: subprocess.Popen[bytes], timeout: float) -
     raise RuntimeError(f"host service did not listen on {path} within {timeout}s")
 
 
-def launch_service(base: pathlib.Path, rootfs: pathlib.Path) -> HcsService:
-    """Start a host service with its socket and state under ``base``; wait until it listens."""
-    sock = str(base / "hcs.sock")
-    state = base / "state"
-    state.mkdir(exist_ok=True)
-    log = base / "service.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+def spawn_service(
+    sock: str,
+    state: str | pathlib.Path,
+    log: pathlib.Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``python -m aiohcs.host --socket SOCK --state-dir STATE *args``, its output in
+    ``log``; ``env`` defaults to ours with this checkout first on PYTHONPATH."""
+    if env is None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "aiohcs.host", "--socket", sock, "--state-dir", str(state)]
     with open(log, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aiohcs.host",
-                "--socket",
-                sock,
-                "--state-dir",
-                str(state),
-                "--shutdown-grace",
-                "2",
-                "--log-level",
-                "DEBUG",
-            ],
+        return subprocess.Popen(
+            [*argv, *args],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=ROOT,
         )
+
+
+def launch_service(base: pathlib.Path, rootfs: pathlib.Path) -> HcsService:
+    """Start a host service with its socket and state under ``base``; wait until it listens."""
+    sock = str(base / "hcs.sock")
+    state = base / "state"
+    state.mkdir(exist_ok=True)
+    log = base / "service.log"
+    proc = spawn_service(sock, state, log, "--shutdown-grace", "2", "--log-level", "DEBUG")
     service = HcsService(sock, str(state), str(rootfs), log, proc)
     try:
         _wait_for_socket(sock, proc, 30)
@@ -152,8 +157,8 @@ def launch_service(base: pathlib.Path, rootfs: pathlib.Path) -> HcsService:
     return service
 
 
-def stop_service(service: HcsService, timeout: float = 30) -> None:
-    proc = service.process
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     if proc.poll() is None:
@@ -162,6 +167,25 @@ def stop_service(service: HcsService, timeout: float = 30) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stop_service(service: HcsService, timeout: float = 30) -> None:
+    stop_process(service.process, timeout)
+
+
+@contextlib.asynccontextmanager
+async def running_system(service: HcsService, system_id: str) -> AsyncIterator[aiohcs.System]:
+    """A started busybox container (``service.container_config()``); terminated if it
+    still runs, and closed, at exit."""
+    system = await aiohcs.create_system(system_id, service.container_config())
+    try:
+        await system.start()
+        yield system
+    finally:
+        if system.exit_status is None:
+            with contextlib.suppress(aiohcs.HcsError):
+                await system.terminate()
+        await system.close()
 
 
 def open_fd_count() -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pty
 from collections.abc import AsyncIterator
 
 import pytest
-from support import HcsService
+from support import HcsService, running_system
 
 import aiohcs
 from aiohcs import _bridge
@@ -21,15 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 async def running(hcs_service: HcsService, system_id: str) -> AsyncIterator[aiohcs.System]:
-    system = await aiohcs.create_system(system_id, hcs_service.container_config())
-    try:
-        await system.start()
+    async with running_system(hcs_service, system_id) as system:
         yield system
-    finally:
-        if system.exit_status is None:
-            with contextlib.suppress(aiohcs.HcsError):
-                await system.terminate()
-        await system.close()
 
 
 async def test_pty_master_eio_is_end_of_stream() -> None:

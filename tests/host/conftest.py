@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import spawn_service, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "aiohcs" / "_native" / "build" / "aiohcs-init"
@@ -60,33 +60,18 @@ class RunningService:
         return self.proc.poll() is None
 
 
-def start_service(base: Path, *extra: str) -> RunningService:
+def start_service(base: Path, *extra: str, path_prefix: Path | None = None) -> RunningService:
+    """`path_prefix` goes first in the service's PATH (a wrapper runtime, say)."""
     base.mkdir(parents=True, exist_ok=True)
     sock = base / "run" / "hcs.sock"
     state = base / "state"
     log = base / "service.log"
     sock.unlink(missing_ok=True)  # a stale socket of a killed service must not fool the wait
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aiohcs.host",
-                "--socket",
-                str(sock),
-                "--state-dir",
-                str(state),
-                "--log-level",
-                "DEBUG",
-                "--shutdown-grace",
-                "5",
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    if path_prefix is not None:
+        env["PATH"] = f"{path_prefix}{os.pathsep}{env.get('PATH', os.defpath)}"
+    args = ("--log-level", "DEBUG", "--shutdown-grace", "5", *extra)
+    proc = spawn_service(str(sock), state, log, *args, env=env)
     deadline = time.monotonic() + 20
     while not sock.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -97,13 +82,7 @@ def start_service(base: Path, *extra: str) -> RunningService:
 
 
 def stop_service(svc: RunningService) -> None:
-    if svc.proc.poll() is None:
-        svc.proc.send_signal(signal.SIGTERM)
-        try:
-            svc.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            svc.proc.kill()
-            svc.proc.wait()
+    stop_process(svc.proc)
 
 
 RUNTIMES = ("runc", "crun")

@@ -18,23 +18,19 @@ from aiohcs import _wire, hresults
 from aiohcs._wire import EventType, FdMask, Op
 
 from .conftest import RunningService
-from .wire_client import ServiceError, WireClient, read_until_eof
+from .wire_client import ServiceError, WireClient, connected, read_until_eof, unique_id
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
 async def client(service: RunningService) -> AsyncIterator[WireClient]:
-    c = await WireClient.connect(service.socket)
-    yield c
-    await c.close()
-
-
-_counter = iter(range(1, 1_000_000))
+    async with connected(service.socket) as c:
+        yield c
 
 
 def new_id(prefix: str = "t") -> str:
-    return f"{prefix}-{os.getpid()}-{next(_counter)}"
+    return unique_id(prefix)
 
 
 def cdoc(rootfs: Path, **extra: Any) -> dict[str, Any]:
@@ -509,20 +505,64 @@ async def test_requests_before_create_reply(client: WireClient, busybox_rootfs: 
     await client.call(Op.TERMINATE, handle=h)
 
 
-async def test_cancel(client: WireClient, busybox_rootfs: Path) -> None:
-    h = await client.create_system(new_id(), cdoc(busybox_rootfs))
-    start_id, started = client.start_request(Op.START, handle=h)
-    await asyncio.sleep(0.02)  # START is now inside the runtime (runc create takes longer)
-    props_id, props = client.start_request(Op.GET_PROPERTIES, handle=h)  # queued behind START
-    client.notify(Op.CANCEL, arg=props_id)
-    client.notify(Op.CANCEL, arg=start_id)  # already under way: runs to completion
-    r = await props
-    assert r.hresult == hresults.E_ABORT
-    assert r.error()["Error"] == hresults.to_signed(hresults.E_ABORT)
-    assert (await started).ok
-    assert (await properties(client, h))["State"] == "Running"
-    client.notify(Op.CANCEL, arg=12345)  # unknown request id: ignored
-    await client.call(Op.TERMINATE, handle=h)
+async def test_cancel(
+    tmp_path: Path, busybox_rootfs: Path, init_binary: Path, runtime: str
+) -> None:
+    """CANCEL aborts a request still waiting for the system, not one already under way.
+
+    "Under way" is made certain, not hoped for after a sleep: the service runs
+    a wrapper of the runtime whose `create` waits at a gate the test opens, so
+    START is inside the runtime (past the point of no return) while the test
+    queues GET_PROPERTIES behind it and cancels both.
+    """
+    from .conftest import runtime_args, start_service, stop_service
+
+    real = shutil.which(runtime)
+    assert real is not None
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / runtime
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do\n'
+        f'  if [ "$a" = create ] && [ ! -e {gate}/open ]; then\n'
+        f"    touch {gate}/entered\n"
+        f"    while [ ! -e {gate}/open ]; do sleep 0.01; done\n"
+        "    break\n"
+        "  fi\n"
+        "done\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    svc = start_service(tmp_path / "svc", *runtime_args(runtime), path_prefix=bin_dir)
+    client = await WireClient.connect(svc.socket)
+    try:
+        h = await client.create_system(new_id(), cdoc(busybox_rootfs))
+        start_id, started = client.start_request(Op.START, handle=h)
+        deadline = time.monotonic() + 60
+        while not (gate / "entered").exists():  # START holds the system lock in the runtime
+            assert time.monotonic() < deadline, "START never reached the runtime"
+            assert not started.done(), (await started).error()
+            await asyncio.sleep(0.01)
+        props_id, props = client.start_request(Op.GET_PROPERTIES, handle=h)  # queued behind START
+        client.notify(Op.CANCEL, arg=props_id)
+        client.notify(Op.CANCEL, arg=start_id)  # already under way: runs to completion
+        r = await props
+        assert r.hresult == hresults.E_ABORT
+        assert r.error()["Error"] == hresults.to_signed(hresults.E_ABORT)
+        assert not started.done()
+        (gate / "open").touch()
+        assert (await started).ok
+        assert (await properties(client, h))["State"] == "Running"
+        client.notify(Op.CANCEL, arg=12345)  # unknown request id: ignored
+        await client.call(Op.TERMINATE, handle=h)
+    finally:
+        (gate / "open").touch()
+        await client.close()
+        stop_service(svc)
+        assert svc.proc.returncode == 0, svc.log_text()[-2000:]
 
 
 async def test_garbage_and_bad_magic_keep_service_alive(

@@ -5,9 +5,7 @@ real documents (/work/shared/hcs/realdocs)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
-from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,11 @@ from aiohcs import _wire, hresults
 from aiohcs._wire import Op
 
 from .conftest import RunningService
-from .wire_client import ServiceError, WireClient
+from .wire_client import ServiceError, WireClient, connected, unique_id
 
 pytestmark = pytest.mark.timeout(120)
 
 REALDOCS = Path("/work/shared/hcs/realdocs")
-_ids = count(1)
 
 
 def realdoc(prefix: str) -> dict[str, Any]:
@@ -35,13 +32,12 @@ def realdoc(prefix: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def client(service: RunningService) -> AsyncIterator[WireClient]:
-    c = await WireClient.connect(service.socket)
-    yield c
-    await c.close()
+    async with connected(service.socket) as c:
+        yield c
 
 
 def new_id() -> str:
-    return f"docs-{os.getpid()}-{next(_ids)}"
+    return unique_id("docs")
 
 
 async def create(client: WireClient, doc: dict[str, Any] | str) -> int:

@@ -14,12 +14,20 @@ import json
 import os
 import socket
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohcs import _wire
 from aiohcs._wire import Header, Kind, Op
 from aiohcs.host.fdwait import wait_readable
+
+_ids = itertools.count(1)
+
+
+def unique_id(prefix: str) -> str:
+    """``{prefix}-{pid}-{n}``: a system id (or name) no other test of this run uses."""
+    return f"{prefix}-{os.getpid()}-{next(_ids)}"
 
 
 @dataclass
@@ -141,12 +149,7 @@ class WireClient:
             ),
             payload,
         )
-        # sendall through the loop; ordering is preserved by awaiting in order
-        self.sock.setblocking(True)
-        try:
-            self.sock.sendall(frame)
-        finally:
-            self.sock.setblocking(False)
+        self._send_frame(frame)
         return rid, fut
 
     async def request(
@@ -173,6 +176,10 @@ class WireClient:
     def notify(self, op: int, *, handle: int = 0, arg: int = 0) -> None:
         """Requests without a reply (CLOSE_*, CANCEL)."""
         frame = _wire.encode(Header(kind=Kind.REQUEST, op=op, request_id=0, handle=handle, arg=arg))
+        self._send_frame(frame)
+
+    def _send_frame(self, frame: bytes) -> None:
+        """Send a whole frame now (blocking), so frames go out in call order."""
         self.sock.setblocking(True)
         try:
             self.sock.sendall(frame)
@@ -265,6 +272,16 @@ class WireClient:
         while self._fds:
             with contextlib.suppress(OSError):
                 os.close(self._fds.popleft())
+
+
+@contextlib.asynccontextmanager
+async def connected(path: str) -> AsyncIterator[WireClient]:
+    """A WireClient connected to the service at ``path`` (after HELLO); closed at exit."""
+    client = await WireClient.connect(path)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 async def read_until_eof(fd: int, timeout: float = 30) -> bytes:

@@ -13,6 +13,8 @@ from aiohcs import hresults
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.vm import qemu
 
+from .documents import uefi_disk_vm
+
 SAMPLES = Path("/work/shared/hcs/samples")
 REALDOCS = Path("/work/shared/hcs/realdocs")
 
@@ -134,24 +136,7 @@ def test_stop_on_reset(files: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_uefi_q35_ovmf_and_vars_copy(files: dict[str, Path], tmp_path: Path) -> None:
-    vm = {
-        "Chipset": {
-            "Uefi": {
-                "BootThis": {
-                    "DeviceType": "ScsiDrive",
-                    "DevicePath": "Primary disk",
-                    "DiskNumber": 0,
-                }
-            }
-        },
-        "Devices": {
-            "Scsi": {
-                "Primary disk": {
-                    "Attachments": {"0": {"Type": "VirtualDisk", "Path": str(files["disk.vhdx"])}}
-                }
-            }
-        },
-    }
+    vm = uefi_disk_vm(str(files["disk.vhdx"]))
     p = plan(vm, tmp_path)
     assert p.machine == "q35"
     drives = after(p.argv, "-drive")
@@ -423,6 +408,8 @@ def test_plan9_shares(files: dict[str, Path], tmp_path: Path) -> None:
     assert fsdevs == [
         f"local,id=fs0,path={share},security_model=none",
         f"local,id=fs1,path={share},security_model=none,readonly=on",
+        # the staging export of shares added at run time (test_qemu_plan9.py)
+        f"local,id=fshot,path={tmp_path}/sys/plan9-hot,security_model=none,multidevs=remap",
     ]
     assert "virtio-9p-pci,id=p9dev1,fsdev=fs1,mount_tag=ro" in after(p.argv, "-device")
 
@@ -447,7 +434,10 @@ def test_plan9_errors(files: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_empty_plan9_accepted(files: dict[str, Path], tmp_path: Path) -> None:
-    assert "-fsdev" not in plan(kd_vm(files, Devices={"Plan9": {}}), tmp_path).argv
+    # Only the run-time share device (tests/vm/test_qemu_plan9.py).
+    assert after(plan(kd_vm(files, Devices={"Plan9": {}}), tmp_path).argv, "-fsdev") == [
+        f"local,id=fshot,path={tmp_path}/sys/plan9-hot,security_model=none,multidevs=remap"
+    ]
 
 
 def test_network_user_mode_when_no_endpoint(files: dict[str, Path], tmp_path: Path) -> None:

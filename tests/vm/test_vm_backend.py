@@ -25,10 +25,12 @@ from typing import Any
 
 import pytest
 from host.conftest import RunningService, start_service, stop_service
-from host.wire_client import ServiceError, WireClient, read_until_eof
+from host.wire_client import ServiceError, WireClient, connected, read_until_eof, unique_id
 
 from aiohcs import hresults
 from aiohcs._wire import EventType, FdMask, Op
+
+from .documents import uefi_disk_vm
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -75,16 +77,12 @@ def vm_service(
 
 @pytest.fixture
 async def client(vm_service: RunningService) -> AsyncIterator[WireClient]:
-    c = await WireClient.connect(vm_service.socket)
-    yield c
-    await c.close()
-
-
-_counter = iter(range(1, 1_000_000))
+    async with connected(vm_service.socket) as c:
+        yield c
 
 
 def new_id(prefix: str = "vm") -> str:
-    return f"{prefix}-{os.getpid()}-{next(_counter)}"
+    return unique_id(prefix)
 
 
 def vm_doc(guest: dict[str, Any], *, agent: bool | None = None, **vm: Any) -> dict[str, Any]:
@@ -246,7 +244,7 @@ async def test_lifecycle_save_restore(
     check is in test_agent_processes_save_restore_shutdown.
     """
     counting = not guest["agent"]
-    com = f"/tmp/aiohcs-vmt-{os.getpid()}-{next(_counter)}.sock"
+    com = f"/tmp/{unique_id('aiohcs-vmt')}.sock"
     devices = {"ComPorts": {"0": {"NamedPipe": com}}}
     doc = vm_doc(guest, agent=False, Devices=devices)
     h = await client.create_system(new_id(), doc)
@@ -539,34 +537,14 @@ async def test_uefi_boots_to_firmware(
         subprocess.run, ["qemu-img", "create", "-f", "vhdx", str(disk), "8M"], capture_output=True
     )
     assert made.returncode == 0, made.stderr
-    com = f"/tmp/aiohcs-vmt-{os.getpid()}-{next(_counter)}.sock"
-    doc = {
-        "SchemaVersion": {"Major": 2, "Minor": 1},
-        "VirtualMachine": {
-            "Chipset": {
-                "Uefi": {
-                    "BootThis": {
-                        "DeviceType": "ScsiDrive",
-                        "DevicePath": "Primary disk",
-                        "DiskNumber": 0,
-                    },
-                    "Console": "ComPort1",
-                }
-            },
-            "ComputeTopology": {
-                "Memory": {"SizeInMB": 256, "Backing": "Virtual"},
-                "Processor": {"Count": 1},
-            },
-            "Devices": {
-                "ComPorts": {"0": {"NamedPipe": com}},
-                "Scsi": {
-                    "Primary disk": {
-                        "Attachments": {"0": {"Type": "VirtualDisk", "Path": str(disk)}}
-                    }
-                },
-            },
-        },
+    com = f"/tmp/{unique_id('aiohcs-vmt')}.sock"
+    vm = uefi_disk_vm(str(disk), Console="ComPort1")
+    vm["ComputeTopology"] = {
+        "Memory": {"SizeInMB": 256, "Backing": "Virtual"},
+        "Processor": {"Count": 1},
     }
+    vm["Devices"]["ComPorts"] = {"0": {"NamedPipe": com}}
+    doc = {"SchemaVersion": {"Major": 2, "Minor": 1}, "VirtualMachine": vm}
     h = await client.create_system(new_id(), doc)
     await client.call(Op.START, handle=h, timeout=60)
     console = ComReader(com)
