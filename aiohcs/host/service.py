@@ -38,6 +38,7 @@ from aiohcs.host.documents import (
 from aiohcs.host.errors import HcsFault, system_not_found
 from aiohcs.host.reaper import Reaper
 from aiohcs.host.system import ComputeSystem, ProcessHandle, SystemHandle, begin_critical
+from aiohcs.host.vm import plan9 as vm_plan9
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,14 @@ class Service:
                 log.warning("unmounting leftover rootfs %s", target)
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(rootfs.unmount, str(target))
+            # Host bind mounts of a VM's run-time Plan9 shares (plan9-hot/*):
+            # rmtree would delete the shared files through them.
+            mounted = await asyncio.to_thread(vm_plan9.mounts_under, str(d))
+            if mounted:
+                log.warning("unmounting leftover mounts in %s: %s", d, mounted)
+                if await asyncio.to_thread(vm_plan9.unmount_all_under, str(d)):
+                    log.error("leftover mounts in %s stay; not removing it", d)
+                    continue
             log.warning("removing leftover system directory %s", d)
             await asyncio.to_thread(shutil.rmtree, d, True)
 

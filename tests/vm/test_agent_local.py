@@ -207,3 +207,36 @@ def test_uncrashable_on_immediate_eof(asan_agent: Path) -> None:
     mine.sendall(b"\xc1\xa6\x01\x03" + b"\xff" * 12)
     mine.close()
     assert proc.wait(10) == 0
+
+
+async def test_bind_requests(harness: Harness, tmp_path: Path) -> None:
+    """BIND (0x0C, feature `bind`): errors by errno; as root, a real read-only bind."""
+    from aiohcs.host.vm import plan9
+
+    c = harness.client
+    assert "bind" in c.features
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    (tmp_path / "file").write_text("")
+    for args, err in [
+        (("relative", "/x"), 22),
+        ((str(src), "relative"), 22),
+        ((str(tmp_path / "missing"), str(tmp_path / "t")), 2),
+        ((str(tmp_path / "file"), str(tmp_path / "t")), 20),
+    ]:
+        with pytest.raises(AgentError) as e:
+            await c.bind(*args)
+        assert e.value.errno == err, (args, e.value)
+    if os.geteuid() != 0:
+        return
+    target = tmp_path / "deep" / "target"
+    try:
+        await c.bind(str(src), str(target), readonly=True)
+        assert (target / "f").read_text() == "x"
+        with pytest.raises(OSError):
+            (target / "g").write_text("no")
+        await c.unmount(str(target))
+        assert not (target / "f").exists()
+    finally:
+        plan9.unmount_all_under(str(tmp_path))

@@ -37,6 +37,7 @@ enum msg_type {
 	T_UNMOUNT = 0x09,
 	T_SETTIME = 0x0A,
 	T_SHUTDOWN = 0x0B,
+	T_BIND = 0x0C,
 	T_DATA = 0x20,
 	T_CREDIT = 0x21,
 	T_EXIT = 0x40,
@@ -135,6 +136,7 @@ void sys_early_mounts(void);
 void sys_load_modules(const char *group);
 void sys_mount9p(uint32_t req, const unsigned char *p, size_t n);
 void sys_unmount(uint32_t req, const unsigned char *p, size_t n);
+void sys_bind(uint32_t req, const unsigned char *p, size_t n);
 void sys_settime(uint32_t req, const unsigned char *p, size_t n);
 int sys_power_button_open(void); /* fd or -1 */
 /* Terminate everything and power off / reboot; never returns in PID 1 mode. */

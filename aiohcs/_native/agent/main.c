@@ -66,7 +66,7 @@ static void hello_record(struct buf *b, unsigned version)
 	buf_kv(b, "agent", AGENT_VERSION_STRING);
 	buf_kv(b, "kernel", uname(&u) == 0 ? u.release : "?");
 	buf_kv(b, "uptime", ups);
-	buf_kv(b, "features", "pipes,pty,signal,resize,proclist,9p,settime,shutdown,powerbutton,credit");
+	buf_kv(b, "features", "pipes,pty,signal,resize,proclist,9p,bind,settime,shutdown,powerbutton,credit");
 }
 
 static void on_hello(const struct frame_hdr *h, const unsigned char *p, size_t n)
@@ -157,6 +157,9 @@ static void on_frame(const struct frame_hdr *h, const unsigned char *p)
 		break;
 	case T_UNMOUNT:
 		sys_unmount(h->req, p, n);
+		break;
+	case T_BIND:
+		sys_bind(h->req, p, n);
 		break;
 	case T_SETTIME:
 		sys_settime(h->req, p, n);

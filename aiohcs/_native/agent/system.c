@@ -143,6 +143,48 @@ void sys_unmount(uint32_t req, const unsigned char *p, size_t n)
 	outq_frame(T_UNMOUNT | T_REPLY, req, 0, 0, NULL, 0);
 }
 
+/* BIND: bind-mount guest directory src= on path= (created), read-only with
+ * ro=1 (a bind takes MS_RDONLY only on a remount). Used for Plan9 shares added
+ * at run time: each is a subdirectory of the one staging 9p export. */
+void sys_bind(uint32_t req, const unsigned char *p, size_t n)
+{
+	char src[4096], path[4096], v[32];
+	unsigned long long ro = 0;
+	struct stat st;
+	if (!rec_get(p, n, "src", src, sizeof src) || src[0] != '/' ||
+	    !rec_get(p, n, "path", path, sizeof path) || path[0] != '/') {
+		outq_error(req, 0, EINVAL, "BIND: absolute src= and path= required");
+		return;
+	}
+	if (rec_get(p, n, "ro", v, sizeof v) && parse_u64(v, 1, &ro) < 0) {
+		outq_error(req, 0, EINVAL, "BIND: ro must be 0 or 1");
+		return;
+	}
+	if (stat(src, &st) < 0) {
+		outq_error(req, 0, errno, "BIND: %s: %s", src, strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		outq_error(req, 0, ENOTDIR, "BIND: %s is not a directory", src);
+		return;
+	}
+	if (mkdirs(path) < 0) {
+		outq_error(req, 0, errno, "BIND: mkdir %s: %s", path, strerror(errno));
+		return;
+	}
+	if (mount(src, path, NULL, MS_BIND, NULL) < 0) {
+		outq_error(req, 0, errno, "BIND: mount %s on %s: %s", src, path, strerror(errno));
+		return;
+	}
+	if (ro && mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0) {
+		int e = errno;
+		umount2(path, MNT_DETACH);
+		outq_error(req, 0, e, "BIND: read-only remount of %s: %s", path, strerror(e));
+		return;
+	}
+	outq_frame(T_BIND | T_REPLY, req, 0, 0, NULL, 0);
+}
+
 void sys_settime(uint32_t req, const unsigned char *p, size_t n)
 {
 	char v[32];

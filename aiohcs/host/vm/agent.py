@@ -56,6 +56,7 @@ MOUNT9P = 0x08
 UNMOUNT = 0x09
 SETTIME = 0x0A
 SHUTDOWN = 0x0B
+BIND = 0x0C
 DATA = 0x20
 CREDIT = 0x21
 EXIT = 0x40
@@ -383,6 +384,18 @@ class AgentClient:
 
     async def unmount(self, path: str) -> None:
         await self._request(UNMOUNT, encode_record({"path": path}))
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The `features=` of the agent's HELLO."""
+        return frozenset(f for f in str(self.hello.get("features", "")).split(",") if f)
+
+    async def bind(self, src: str, path: str, *, readonly: bool = False) -> None:
+        """Bind-mount guest directory `src` on `path` (feature `bind`)."""
+        rec: dict[str, str | int] = {"src": src, "path": path}
+        if readonly:
+            rec["ro"] = 1
+        await self._request(BIND, encode_record(rec))
 
     async def set_time(self, when: float | None = None) -> None:
         """Set the guest wall clock (default: the host's now), e.g. after restore."""

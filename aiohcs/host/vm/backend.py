@@ -26,6 +26,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from aiohcs.host.documents import ProcessParameters
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.reaper import ExitStatus, close_quietly, run
 from aiohcs.host.vm import accel as accel_mod
-from aiohcs.host.vm import qemu
+from aiohcs.host.vm import plan9, qemu
 from aiohcs.host.vm.agent import AgentClient, AgentDisconnected, AgentError, AgentProcess
 from aiohcs.host.vm.qmp import QmpClient, QmpClosed, QmpError
 
@@ -51,6 +52,11 @@ DEVICE_DELETE_TIMEOUT = 10.0
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes including the NUL
 SAVED_STATE_MAGIC = b"QEVM"
 RUN_DIR = Path("/run/aiohcs/vm")
+PLAN9_SHARES_PATH = "VirtualMachine/Devices/Plan9/Shares"
+# Where the guest mounts the staging export of run-time Plan9 shares, and where
+# a share goes when the request names no MountPath (docs/vm.md).
+GUEST_PLAN9_STAGING = "/run/aiohcs/plan9-hot"
+GUEST_PLAN9_DEFAULT_DIR = "/run/plan9"
 
 ResourceHandler = Callable[[dict[str, Any], re.Match[str]], Any]
 
@@ -70,6 +76,51 @@ def agent_fault(e: AgentError, what: str) -> HcsFault:
     return HcsFault(code.get(e.errno, hresults.E_FAIL), f"{what}: {e}")
 
 
+@dataclass(frozen=True, slots=True)
+class HotShare:
+    """A Plan9 share added at run time."""
+
+    tag: str  # AccessName, else Name
+    host_path: str
+    staging: Path  # the host bind mount: a subdirectory of the staging dir
+    guest_path: str
+    read_only: bool
+
+
+def _guest_mount_path(guest_request: Any, tag: str) -> tuple[str, bool]:
+    """(guest path, read-only) from an LCOW MappedDirectory GuestRequest, if any."""
+    default = f"{GUEST_PLAN9_DEFAULT_DIR}/{tag}"
+    if guest_request is None:
+        return default, False
+    if not isinstance(guest_request, dict):
+        raise HcsFault(hresults.HCS_E_INVALID_JSON, "GuestRequest: expected a JSON object")
+    kind = guest_request.get("ResourceType", "MappedDirectory")
+    if kind != "MappedDirectory":
+        raise HcsFault(
+            hresults.E_NOT_SUPPORTED,
+            f"GuestRequest.ResourceType: {kind!r} is not supported with {PLAN9_SHARES_PATH} "
+            "(MappedDirectory)",
+        )
+    gs = guest_request.get("Settings") or {}
+    if not isinstance(gs, dict):
+        raise HcsFault(hresults.HCS_E_INVALID_JSON, "GuestRequest.Settings: expected an object")
+    mount = gs.get("MountPath")
+    if mount is None or mount == "":
+        return default, bool(gs.get("ReadOnly", False))
+    if (
+        not isinstance(mount, str)
+        or not mount.startswith("/")
+        or "\0" in mount
+        or ".." in mount.split("/")
+        or mount.rstrip("/") == ""
+    ):
+        raise HcsFault(
+            hresults.HCS_E_INVALID_JSON,
+            f"GuestRequest.Settings.MountPath: {mount!r} is not an absolute guest path",
+        )
+    return mount.rstrip("/"), bool(gs.get("ReadOnly", False))
+
+
 class VmBackend:
     system_type = "VirtualMachine"
 
@@ -87,6 +138,11 @@ class VmBackend:
         self._shutdown_reason: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started_at = 0.0
+        # Plan9 shares added at run time (by tag), and whether the guest has
+        # the staging export mounted (that blocks save: docs/vm.md).
+        self._hot_shares: dict[str, HotShare] = {}
+        self._hot_mounted = False
+        self._hot_count = 0
         # Set by the compute system: raise a system event (type, payload).
         self.notify: Callable[[EventType, bytes], None] | None = None
 
@@ -124,6 +180,8 @@ class VmBackend:
             sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if plan.vars_copy is not None:
             shutil.copyfile(*plan.vars_copy)
+        if plan.plan9_hot_dir is not None:
+            plan.plan9_hot_dir.mkdir(exist_ok=True, mode=0o700)
         (self.dir / "qemu.argv").write_text(json.dumps(plan.argv, indent=1))
 
     @staticmethod
@@ -435,6 +493,19 @@ class VmBackend:
                 hresults.E_PATH_NOT_FOUND,
                 f"SaveStateFilePath: directory {os.path.dirname(path)} does not exist",
             )
+        if self._hot_mounted:
+            # QEMU refuses to migrate while a 9p export is mounted in the guest,
+            # and a paused guest cannot unmount it: say which share is in the way.
+            names = (
+                ", ".join(f"{s.tag!r} (at {s.guest_path})" for s in self._hot_shares.values())
+                or f"staging {GUEST_PLAN9_STAGING}"
+            )
+            raise HcsFault(
+                hresults.HCS_E_INVALID_STATE,
+                f"Save: Plan9 share {names} is mounted in the guest; QEMU cannot save a VM "
+                f"while a 9p export is mounted: remove the share ({PLAN9_SHARES_PATH}, "
+                "RequestType Remove) before saving",
+            )
         qmp = self._qmp()
         try:
             # The default bandwidth cap (128 MiB/s) applies even to a stopped VM.
@@ -469,6 +540,16 @@ class VmBackend:
             if socket_dir != self.dir:
                 with contextlib.suppress(OSError):
                     socket_dir.rmdir()
+        # Host bind mounts of run-time Plan9 shares must go before rmtree, or
+        # it would delete the shared files.
+        self._hot_shares.clear()
+        self._hot_mounted = False
+        remaining = await asyncio.to_thread(plan9.unmount_all_under, str(self.dir))
+        if remaining:
+            log.error(
+                "system %s: still mounted, not removing %s: %s", self.system_id, self.dir, remaining
+            )
+            return
         await asyncio.to_thread(shutil.rmtree, self.dir, True)
 
     # ------------------------------------------------------------ processes
@@ -569,11 +650,19 @@ class VmBackend:
     async def modify(self, request: dict[str, Any]) -> None:
         path = request.get("ResourcePath")
         rtype = request.get("RequestType", "Add")
+        settings = request.get("Settings")
+        if path == PLAN9_SHARES_PATH:
+            if rtype == "Add":
+                await self._plan9_add(settings, request.get("GuestRequest"))
+            elif rtype == "Remove":
+                await self._plan9_remove(settings)
+            else:
+                raise HcsFault(hresults.E_NOT_SUPPORTED, f"RequestType: {rtype!r} for {path}")
+            return
         if request.get("GuestRequest") is not None:
             raise HcsFault(hresults.E_NOT_SUPPORTED, "GuestRequest: not supported")
         if not isinstance(path, str):
             raise HcsFault(hresults.HCS_E_INVALID_JSON, "ResourcePath: required")
-        settings = request.get("Settings")
         m = re.fullmatch(r"VirtualMachine/Devices/Scsi/([^/]+)/Attachments/(\d+)", path)
         if m:
             if rtype == "Add":
@@ -649,6 +738,141 @@ class VmBackend:
             if not deleted.done():
                 deleted.cancel()
         plan.disks.remove(disk)
+
+    # ------------------------------------------------------------ Plan9 shares
+
+    async def _plan9_add(self, settings: Any, guest_request: Any) -> None:
+        """Add a share at run time: host bind into the staging export, guest bind."""
+        plan = self.plan
+        assert plan is not None
+        if plan.plan9_hot_dir is None:
+            raise HcsFault(
+                hresults.HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+                f"ResourcePath {PLAN9_SHARES_PATH}: virtual machine {self.system_id!r} was "
+                "created without a VirtualMachine.Devices.Plan9 section; Plan9 shares can be "
+                'added at run time only to a VM whose document has one ("Plan9": {})',
+            )
+        share = qemu.plan9_share(settings, "Settings")
+        tag = share.tag
+        if "/" in tag or "\0" in tag or tag in (".", "..") or len(tag) > 255:
+            raise HcsFault(
+                hresults.HCS_E_INVALID_JSON, f"Settings.Name: {tag!r} is not a valid share name"
+            )
+        if tag in self._hot_shares or tag in plan.plan9_shares:
+            raise HcsFault(
+                hresults.E_OBJECT_ALREADY_EXISTS, f"Settings.Name: Plan9 share {tag!r} exists"
+            )
+        guest_path, guest_ro = _guest_mount_path(guest_request, tag)
+        read_only = share.read_only or guest_ro
+        agent = self._require_agent(f"adding Plan9 share {tag!r}")
+        if "bind" not in agent.features:
+            raise HcsFault(
+                hresults.E_NOT_SUPPORTED,
+                f"adding Plan9 share {tag!r}: the guest agent ({agent.hello.get('agent', '?')}) "
+                "has no 'bind' feature (rebuild the utility VM)",
+            )
+        try:
+            status = await self._qmp().execute("query-status")
+        except (QmpError, QmpClosed) as e:
+            raise HcsFault(hresults.E_FAIL, f"adding Plan9 share {tag!r}: {e}") from e
+        if isinstance(status, dict) and status.get("status") != "running":
+            raise HcsFault(
+                hresults.HCS_E_INVALID_STATE,
+                f"adding Plan9 share {tag!r}: the guest must be running to mount it "
+                f"(QEMU status {status.get('status')!r})",
+            )
+        self._hot_count += 1
+        staging = plan.plan9_hot_dir / plan9.subdir_name(self._hot_count, tag)
+        try:
+            await asyncio.to_thread(plan9.bind, share.path, str(staging), read_only=read_only)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                staging.rmdir()
+            raise HcsFault(
+                hresults.E_FAIL, f"Settings.Path: bind-mounting {share.path} for the VM: {e}"
+            ) from e
+        mounted_now = False
+        try:
+            if not self._hot_mounted:
+                await agent.mount_plan9(qemu.PLAN9_HOT_TAG, GUEST_PLAN9_STAGING)
+                self._hot_mounted = mounted_now = True
+            await agent.bind(
+                f"{GUEST_PLAN9_STAGING}/{staging.name}", guest_path, readonly=read_only
+            )
+        except AgentError as e:
+            if mounted_now and not self._hot_shares:
+                with contextlib.suppress(AgentError):
+                    await agent.unmount(GUEST_PLAN9_STAGING)
+                    self._hot_mounted = False
+            await asyncio.to_thread(self._drop_staging, staging)
+            what = f"mounting Plan9 share {tag!r} at {guest_path} in the guest"
+            raise agent_fault(e, what) from e
+        self._hot_shares[tag] = HotShare(tag, share.path, staging, guest_path, read_only)
+        log.info(
+            "system %s: Plan9 share %r (%s%s) at %s",
+            self.system_id,
+            tag,
+            share.path,
+            ", read-only" if read_only else "",
+            guest_path,
+        )
+
+    @staticmethod
+    def _drop_staging(staging: Path) -> None:
+        plan9.unmount(str(staging))
+        # rmdir never removes content: safe even if something is still mounted.
+        with contextlib.suppress(OSError):
+            staging.rmdir()
+
+    async def _plan9_remove(self, settings: Any) -> None:
+        plan = self.plan
+        assert plan is not None
+        if not isinstance(settings, dict):
+            raise HcsFault(
+                hresults.HCS_E_INVALID_JSON, "Settings: a Plan9Share with Name is required"
+            )
+        tag = settings.get("AccessName") or settings.get("Name")
+        if not isinstance(tag, str) or not tag:
+            raise HcsFault(hresults.HCS_E_INVALID_JSON, "Settings.Name: required")
+        share = self._hot_shares.get(tag)
+        if share is None:
+            if tag in plan.plan9_shares:
+                raise HcsFault(
+                    hresults.E_NOT_SUPPORTED,
+                    f"Settings.Name: Plan9 share {tag!r} comes from the create document; "
+                    "only shares added at run time can be removed",
+                )
+            raise HcsFault(hresults.E_NOT_FOUND, f"Settings.Name: no Plan9 share {tag!r}")
+        agent = self.agent
+        if agent is not None and not agent.closed.done():
+            try:
+                await agent.unmount(share.guest_path)
+            except AgentDisconnected:
+                pass  # the guest is gone: nothing is mounted there any more
+            except AgentError as e:
+                if e.errno != 22:  # EINVAL: not mounted (the guest unmounted it)
+                    raise agent_fault(
+                        e, f"unmounting Plan9 share {tag!r} at {share.guest_path} in the guest"
+                    ) from e
+        del self._hot_shares[tag]
+        if not self._hot_shares and self._hot_mounted:
+            # With nothing shared, unmount the staging export too: a mounted 9p
+            # export blocks save.
+            try:
+                if agent is not None:
+                    await agent.unmount(GUEST_PLAN9_STAGING)
+                self._hot_mounted = False
+            except AgentDisconnected:
+                self._hot_mounted = False
+            except AgentError as e:
+                log.warning("system %s: unmounting the 9p staging: %s", self.system_id, e)
+        try:
+            await asyncio.to_thread(self._drop_staging, share.staging)
+        except OSError as e:
+            raise HcsFault(
+                hresults.E_FAIL, f"removing Plan9 share {tag!r}: host unmount failed: {e}"
+            ) from e
+        log.info("system %s: Plan9 share %r removed", self.system_id, tag)
 
     async def _set_memory(self, settings: Any) -> None:
         assert self.plan is not None

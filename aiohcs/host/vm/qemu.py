@@ -29,10 +29,16 @@ OVMF_DIR = Path("/usr/share/OVMF")
 OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
 OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
 AGENT_PORT_NAME = "org.aiohcs.agent"
+# Plan9 shares added at run time: QEMU 7.2 cannot create an -fsdev through QMP,
+# so a VM whose document has a Devices.Plan9 section gets one extra 9p device
+# exporting a per-VM staging directory; a share added later is a host bind
+# mount in a subdirectory of it (backend.py, docs/vm.md "Plan9 shares").
+PLAN9_HOT_TAG = "aiohcs-hot"
+PLAN9_HOT_DIR = "plan9-hot"  # under the system directory
 DEFAULT_MEMORY_MB = 1024
 DEFAULT_PROCESSORS = 1
-# q35 needs a PCIe root port per hot-pluggable PCI device (9p shares added at
-# run time); pc hot-plugs onto its PCI bus directly.
+# q35 needs a PCIe root port per hot-pluggable PCI device; pc hot-plugs onto
+# its PCI bus directly.
 Q35_HOTPLUG_PORTS = 4
 
 # Disk formats by file extension; anything else is probed with qemu-img.
@@ -96,6 +102,7 @@ class QemuPlan:
     scsi_controllers: dict[str, int] = field(default_factory=dict)  # HCS name -> index
     disks: list[DiskPlan] = field(default_factory=list)
     plan9_shares: list[str] = field(default_factory=list)  # mount tags
+    plan9_hot_dir: Path | None = None  # staging directory of run-time shares
     restore_from: Path | None = None
     vars_copy: tuple[Path, Path] | None = None  # (template, per-VM copy) for OVMF
     balloon: bool = True
@@ -386,7 +393,7 @@ def build_plan(
     # Named pipes live with QEMU's other sockets (socket addresses are short).
     _com_ports(devices.get("ComPorts"), argv, plan, sockets)
     _virtio_serial(devices.get("VirtioSerial"), vm.get("GuestConnection"), argv, plan, sockets)
-    _plan9(devices.get("Plan9"), argv, plan)
+    _plan9(devices.get("Plan9"), argv, plan, system_dir)
     _network(devices.get("NetworkAdapters"), argv)
     _hvsocket(devices.get("HvSocket"))
     pmem = _obj(devices.get("VirtualPMem"), "VirtualMachine.Devices.VirtualPMem")
@@ -661,10 +668,15 @@ def _virtio_serial(
         ]
 
 
-def plan9_share_args(
-    share_value: Any, where: str, index: int
-) -> tuple[str, list[str], dict[str, Any]]:
-    """(mount tag, command-line args, device_add arguments) of one Plan9 share."""
+@dataclass(frozen=True, slots=True)
+class Plan9Share:
+    tag: str  # AccessName, else Name: the 9p mount tag, and the share's identity
+    path: str  # host directory
+    read_only: bool
+
+
+def plan9_share(share_value: Any, where: str, *, check_path: bool = True) -> Plan9Share:
+    """One Plan9Share object (a Devices.Plan9.Shares entry or a modify's Settings)."""
     share = _obj(share_value, where)
     _check_keys(
         share,
@@ -675,21 +687,35 @@ def plan9_share_args(
     if share.get("AllowedFiles"):
         raise not_supported(f"{where}.AllowedFiles")
     tag = _str(share.get("AccessName") or share.get("Name") or "", f"{where}.Name")
-    if not tag or len(tag) > 31:
-        raise invalid(f"{where}.Name", "a mount tag of 1..31 characters is required")
-    path = _str(share.get("Path", ""), f"{where}.Path")
-    if not os.path.isdir(path):
+    if not tag:
+        raise invalid(f"{where}.Name", "a share name is required")
+    if share.get("Path") in (None, ""):
+        raise invalid(f"{where}.Path", "a host directory is required")
+    path = _str(share["Path"], f"{where}.Path")
+    if check_path and not os.path.isdir(path):
         raise HcsFault(hresults.E_PATH_NOT_FOUND, f"{where}.Path: directory not found: {path}")
     read_only = _bool(share.get("ReadOnly", False), f"{where}.ReadOnly")
     flags = _int(share.get("Flags", 0), f"{where}.Flags", 0, 0xFFFFFFFF)
     if flags & ~1:
         raise not_supported(f"{where}.Flags", f"0x{flags:x} (only ReadOnly = 0x1)")
-    read_only = read_only or bool(flags & 1)
+    return Plan9Share(tag, path, read_only or bool(flags & 1))
+
+
+def plan9_share_args(
+    share_value: Any, where: str, index: int
+) -> tuple[str, list[str], dict[str, Any]]:
+    """(mount tag, command-line args, device_add arguments) of one Plan9 share."""
+    share = plan9_share(share_value, where)
+    tag = share.tag
+    if len(tag) > 31:
+        raise invalid(f"{where}.Name", "a mount tag of 1..31 characters is required")
+    if tag == PLAN9_HOT_TAG:
+        raise invalid(f"{where}.Name", f"{tag!r} is reserved for shares added at run time")
     fsdev = f"fs{index}"
-    ro = ",readonly=on" if read_only else ""
+    ro = ",readonly=on" if share.read_only else ""
     args = [
         "-fsdev",
-        f"local,id={fsdev},path={_opt(path)},security_model=none{ro}",
+        f"local,id={fsdev},path={_opt(share.path)},security_model=none{ro}",
         "-device",
         f"virtio-9p-pci,id=p9dev{index},fsdev={fsdev},mount_tag={_opt(tag)}",
     ]
@@ -697,8 +723,25 @@ def plan9_share_args(
     return tag, args, device
 
 
-def _plan9(value: Any, argv: list[str], plan: QemuPlan) -> None:
+def plan9_hot_args(staging: Path) -> list[str]:
+    """The extra 9p device of a VM with a Devices.Plan9 section.
+
+    It exports the staging directory whose subdirectories are bind mounts of
+    the shares added at run time; `multidevs=remap` keeps inode numbers unique
+    across those mounts (they are different host filesystems).
+    """
+    return [
+        "-fsdev",
+        f"local,id=fshot,path={_opt(str(staging))},security_model=none,multidevs=remap",
+        "-device",
+        f"virtio-9p-pci,id=p9hot,fsdev=fshot,mount_tag={PLAN9_HOT_TAG}",
+    ]
+
+
+def _plan9(value: Any, argv: list[str], plan: QemuPlan, system_dir: Path) -> None:
     where = "VirtualMachine.Devices.Plan9"
+    if value is None:
+        return  # no section: no shares now, none can be added later
     p9 = _obj(value, where)
     _check_keys(p9, where, {"Shares"})
     shares = p9.get("Shares") or []
@@ -710,6 +753,10 @@ def _plan9(value: Any, argv: list[str], plan: QemuPlan) -> None:
             raise invalid(f"{where}.Shares[{i}].Name", f"duplicate share {tag!r}")
         plan.plan9_shares.append(tag)
         argv += args
+    # A Plan9 section (even an empty one: real clients send "Plan9": {} so
+    # that shares can be added later) gets the run-time share device.
+    plan.plan9_hot_dir = system_dir / PLAN9_HOT_DIR
+    argv += plan9_hot_args(plan.plan9_hot_dir)
 
 
 def _network(value: Any, argv: list[str]) -> None:
