@@ -16,7 +16,7 @@ import functools
 import logging
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohcs import _wire, hresults
 from aiohcs._wire import EventType, FrameError, Header, Kind, Op
@@ -53,6 +53,19 @@ class PendingHandle:
 
 
 @dataclass(slots=True)
+class HandleQueue:
+    """Requests that used a handle id before its creation finished, in arrival order.
+
+    `tail` is resolved once the last of them got its turn (and went on to the
+    system's FIFO lock); a request on the same id arriving meanwhile, even after
+    the handle exists, waits for it rather than overtaking the queue.
+    """
+
+    pending: PendingHandle
+    tail: asyncio.Future[None]
+
+
+@dataclass(slots=True)
 class Outgoing:
     data: bytes
     fds: list[int]
@@ -73,6 +86,7 @@ class Connection:
         self.number = number
         self.loop = asyncio.get_running_loop()
         self.handles: dict[int, Handle | PendingHandle] = {}
+        self._queues: dict[int, HandleQueue] = {}
         self.requests: dict[int, tuple[asyncio.Task[Reply], RequestState]] = {}
         self.outbox: asyncio.Queue[Outgoing | None] = asyncio.Queue()
         self.closed = False
@@ -260,13 +274,50 @@ class Connection:
         entry = self.handles.get(hid)
         if entry is None:
             raise HcsFault(hresults.E_HANDLE, f"handle {hid} is not open on this connection")
+        queue = self._queues.get(hid)
         if isinstance(entry, PendingHandle):
-            entry = await asyncio.shield(entry.created)
+            entry = await self._wait_turn(
+                hid, entry, queue if queue and queue.pending is entry else None
+            )
+        elif queue is not None and _created(queue.pending) is entry:
+            entry = await self._wait_turn(hid, queue.pending, queue)
         if not isinstance(entry, kind):
             raise HcsFault(
                 hresults.E_HANDLE, f"handle {hid} is not a {kind.__name__.removesuffix('Handle')}"
             )
         return entry
+
+    async def _wait_turn(
+        self, hid: int, pending: PendingHandle, queue: HandleQueue | None
+    ) -> Handle:
+        """Wait for the handle's creation behind the requests queued before this one.
+
+        Awaiting `created` alone is not enough: a woken waiter resumes a few
+        loop iterations later, and a request arriving in between would find
+        the finished handle and reach the system first (GET_PROPERTIES before
+        START would see "Created").
+        """
+        before: asyncio.Future[Any] = pending.created if queue is None else queue.tail
+        mine: asyncio.Future[None] = self.loop.create_future()
+        me = HandleQueue(pending, mine)
+        self._queues[hid] = me
+
+        def release(_: object = None) -> None:
+            if not mine.done():
+                mine.set_result(None)
+            if self._queues.get(hid) is me:
+                del self._queues[hid]
+
+        try:
+            await asyncio.shield(before)
+        except asyncio.CancelledError:
+            before.add_done_callback(release)  # keep the ones behind in line
+            raise
+        except BaseException:
+            release()
+            raise
+        release()
+        return pending.created.result()  # the creation's HcsFault if it failed
 
     async def system_handle(self, hid: int) -> SystemHandle:
         h = await self.lookup(hid, SystemHandle)
@@ -397,6 +448,13 @@ class Connection:
                 await wait_writable(self.sock.fileno())
         if sent < len(data):
             await self.loop.sock_sendall(self.sock, data[sent:])
+
+
+def _created(pending: PendingHandle) -> Handle | None:
+    fut = pending.created
+    if not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return None
+    return fut.result()
 
 
 def _op_name(op: int) -> str:

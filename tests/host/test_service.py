@@ -153,20 +153,24 @@ async def test_pty_and_resize(client: WireClient, busybox_rootfs: Path) -> None:
     stdin, stdout = r.fd(FdMask.STDIN), r.fd(FdMask.STDOUT)
     assert stdin is not None and stdout is not None
     buf = b""
-    while b"24 80" not in buf:
-        buf += await asyncio.wait_for(asyncio.to_thread(os.read, stdout, 100), 10)
-    await client.call(
-        Op.MODIFY_PROCESS,
-        json.dumps({"Operation": "ConsoleSize", "ConsoleSize": {"Height": 40, "Width": 132}}),
-        handle=ph,
-    )
-    os.write(stdin, b"go\n")
-    while b"40 132" not in buf:
-        buf += await asyncio.wait_for(asyncio.to_thread(os.read, stdout, 100), 10)
-    assert (await client.next_event(ph)).json()["ExitCode"] == 0
-    os.close(stdin)
-    os.close(stdout)
-    await client.call(Op.TERMINATE, handle=h)
+    try:
+        while b"24 80" not in buf:
+            buf += await asyncio.wait_for(asyncio.to_thread(os.read, stdout, 100), 10)
+        await client.call(
+            Op.MODIFY_PROCESS,
+            json.dumps({"Operation": "ConsoleSize", "ConsoleSize": {"Height": 40, "Width": 132}}),
+            handle=ph,
+        )
+        os.write(stdin, b"go\n")
+        while b"40 132" not in buf:
+            buf += await asyncio.wait_for(asyncio.to_thread(os.read, stdout, 100), 10)
+        assert (await client.next_event(ph)).json()["ExitCode"] == 0
+    finally:
+        # On a failure the process still waits in `read`: kill the system so a
+        # reader thread left in os.read gets EIO (else loop teardown joins it forever).
+        await client.call(Op.TERMINATE, handle=h)
+        os.close(stdin)
+        os.close(stdout)
 
 
 async def test_pty_close_stdin_sends_eof(client: WireClient, busybox_rootfs: Path) -> None:
