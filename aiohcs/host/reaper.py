@@ -153,9 +153,14 @@ class Reaper:
         stdout: int,
         stderr: int,
         env: Mapping[str, str] | None = None,
+        extra_fds: Sequence[int] = (),
     ) -> tuple[int, asyncio.Future[ExitStatus]]:
         """posix_spawn `argv` with the given stdio fds; returns (pid, exit future).
 
+        `extra_fds` become the child's fds 3, 4, ... (for `--preserve-fds`);
+        each must be at least its target number, else an earlier dup2 would
+        replace it first. That holds for any fd the service opens beyond a
+        few (its own 0-2 stay open), and is checked.
         The future is registered before control returns to the event loop, so
         the exit of even the shortest-lived child cannot be missed.
         """
@@ -164,6 +169,11 @@ class Reaper:
             (os.POSIX_SPAWN_DUP2, stdout, 1),
             (os.POSIX_SPAWN_DUP2, stderr, 2),
         ]
+        for target, fd in enumerate(extra_fds, start=3):
+            if fd < target:
+                # An earlier dup2 would have replaced it before it is copied.
+                raise ValueError(f"extra fd {fd} would be overwritten before it reaches {target}")
+            actions.append((os.POSIX_SPAWN_DUP2, fd, target))
         pid = os.posix_spawnp(
             argv[0],
             list(argv),

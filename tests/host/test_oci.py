@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import struct
 from typing import Any
 
 import pytest
 
 from aiohcs import hresults
 from aiohcs.host.container import oci
+from aiohcs.host.container.backend import exec_status_fault
 from aiohcs.host.documents import (
     ComputeSystem,
     ContainerSettings,
@@ -206,7 +209,7 @@ def test_process_spec() -> None:
         console_size=[30, 100],
     )
     spec = oci.process_spec(params, oci.User(0, 0))
-    assert spec["args"] == ["sh", "-c", "echo hi"]
+    assert spec["args"][-4:] == ["--", "sh", "-c", "echo hi"]  # the console wrapper's
     assert spec["env"][0].startswith("PATH=") and "A=1" in spec["env"]
     assert spec["cwd"] == "/tmp" and spec["terminal"] is True
     assert spec["consoleSize"] == {"height": 30, "width": 100}
@@ -214,3 +217,58 @@ def test_process_spec() -> None:
     assert args == ["a b", "c"]
     with pytest.raises(HcsFault):
         oci.process_spec(ProcessParameters(), oci.User(0, 0))
+
+
+def test_console_process_waits_for_its_size() -> None:
+    """A console process with a ConsoleSize runs under the init's exec wrapper."""
+    params = ProcessParameters(
+        command_args=["sh", "-c", "stty size"], emulate_console=True, console_size=[24, 80]
+    )
+    spec = oci.process_spec(params, oci.User(1000, 1000))
+    assert spec["args"] == [
+        "/.aiohcs/init",
+        "--await-winsize",
+        "24",
+        "80",
+        "--status-fd",
+        str(oci.EXEC_STATUS_FD),
+        "--",
+        "sh",
+        "-c",
+        "stty size",
+    ]
+    assert spec["consoleSize"] == {"height": 24, "width": 80}
+    assert oci.awaits_console_size(params)
+    # No size or no console: the args run as given.
+    for other in (
+        ProcessParameters(command_args=["sh"], emulate_console=True),
+        ProcessParameters(command_args=["sh"], console_size=[24, 80]),
+    ):
+        assert not oci.awaits_console_size(other)
+        assert oci.process_spec(other, oci.User(0, 0))["args"] == ["sh"]
+
+
+@pytest.mark.parametrize(
+    ("record", "hr"),
+    [
+        (b"", None),
+        (
+            struct.pack("=i", errno.ENOENT) + b'exec "x": executable file not found in $PATH',
+            hresults.E_FILE_NOT_FOUND,
+        ),
+        (
+            struct.pack("=i", errno.EACCES) + b'exec "/etc/passwd": Permission denied',
+            hresults.E_ACCESSDENIED,
+        ),
+        (struct.pack("=i", errno.E2BIG) + b"too long", hresults.E_FAIL),
+        (b"\x01", hresults.E_FAIL),
+    ],
+)
+def test_exec_status_fault(record: bytes, hr: int | None) -> None:
+    fault = exec_status_fault(record)
+    if hr is None:
+        assert fault is None
+    else:
+        assert fault is not None and fault.hresult == hresults.to_unsigned(hr)
+        if len(record) > 4:
+            assert fault.message == record[4:].decode()

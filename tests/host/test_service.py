@@ -173,6 +173,64 @@ async def test_pty_and_resize(client: WireClient, busybox_rootfs: Path) -> None:
         os.close(stdout)
 
 
+async def test_console_has_its_size_from_the_start(
+    client: WireClient, busybox_rootfs: Path
+) -> None:
+    """The program never runs before its pty has ConsoleSize (crun starts the
+    process before the service can set it; the init's exec wrapper waits)."""
+    _, h = await running(client, busybox_rootfs)
+
+    async def stty_size(rows: int, cols: int) -> bytes:
+        ph, r = await client.create_process(
+            h,
+            {
+                "CommandArgs": ["stty", "size"],
+                "EmulateConsole": True,
+                "CreateStdOutPipe": True,
+                "ConsoleSize": [rows, cols],
+            },
+        )
+        stdout = r.fd(FdMask.STDOUT)
+        assert stdout is not None
+        try:
+            out = b""
+            # A pty reports EIO, not EOF, once the program is gone.
+            while not out.endswith(b"\n"):
+                chunk = await asyncio.wait_for(asyncio.to_thread(os.read, stdout, 100), 10)
+                if not chunk:
+                    break
+                out += chunk
+            assert (await client.next_event(ph, 10)).json()["ExitCode"] == 0
+        finally:
+            os.close(stdout)
+        return out
+
+    try:
+        sizes = [(24 + i, 80 + 3 * i) for i in range(20)]
+        outs = await asyncio.gather(*(stty_size(rows, cols) for rows, cols in sizes))
+        assert outs == [f"{rows} {cols}\r\n".encode() for rows, cols in sizes]
+    finally:
+        await client.call(Op.TERMINATE, handle=h)
+
+
+async def test_console_missing_executable(client: WireClient, busybox_rootfs: Path) -> None:
+    """Under the console wrapper a failed exec still fails HcsCreateProcess."""
+    _, h = await running(client, busybox_rootfs)
+    console = {"EmulateConsole": True, "CreateStdOutPipe": True}
+    for size in ({"ConsoleSize": [24, 80]}, {}):
+        for args in (["/no/such/binary"], ["nosuchcmd"]):
+            err = await expect_fault(
+                client.create_process(h, {"CommandArgs": args, **console, **size}),
+                hresults.E_FILE_NOT_FOUND,
+            )
+            assert args[0] in err.message
+        await expect_fault(
+            client.create_process(h, {"CommandArgs": ["/etc/passwd"], **console, **size}),
+            hresults.E_ACCESSDENIED,
+        )
+    await client.call(Op.TERMINATE, handle=h)
+
+
 async def test_pty_close_stdin_sends_eof(client: WireClient, busybox_rootfs: Path) -> None:
     _, h = await running(client, busybox_rootfs)
     ph, r = await client.create_process(

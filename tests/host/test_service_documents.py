@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_material import REALDOCS
 
 from aiohcs import _wire, hresults
 from aiohcs._wire import Op
@@ -18,8 +19,6 @@ from .conftest import RunningService
 from .wire_client import ServiceError, WireClient, connected, unique_id
 
 pytestmark = pytest.mark.timeout(120)
-
-REALDOCS = Path("/work/shared/hcs/realdocs")
 
 
 def realdoc(prefix: str) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "hcs"
-SAMPLES = SHARED / "samples"
-REALDOCS = SHARED / "realdocs"
+from shared_material import REALDOCS, SAMPLES, SHARED
+
+__all__ = ["DATA", "REALDOCS", "SAMPLES", "SHARED"]
 DATA = Path(__file__).resolve().parents[2] / "aiohcs" / "schema" / "data"
 
 if not SAMPLES.is_dir():  # the shared HCS material lives next to the checkout

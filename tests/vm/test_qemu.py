@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_material import REALDOCS, SAMPLES
 
 from aiohcs import hresults
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.vm import qemu
 
 from .documents import uefi_disk_vm
-
-SAMPLES = Path("/work/shared/hcs/samples")
-REALDOCS = Path("/work/shared/hcs/realdocs")
 
 
 @pytest.fixture

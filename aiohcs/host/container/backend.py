@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import itertools
 import json
@@ -34,10 +35,49 @@ from aiohcs.host.reaper import ExitStatus, close_quietly, read_ns_pid
 log = logging.getLogger(__name__)
 
 CONSOLE_TIMEOUT = 10.0
+# The console exec wrapper gives up waiting for the size after 2 s and execs
+# anyway, so its status pipe reaches EOF well within this.
+EXEC_STATUS_TIMEOUT = 10.0
+_ERRNO = struct.Struct("=i")
 
 
 def set_console_size(fd: int, height: int, width: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+def exec_status_fault(record: bytes) -> HcsFault | None:
+    """The fault for the console exec wrapper's status record; None if it exec'd.
+
+    The wrapper writes nothing when its exec succeeds (the pipe closes on
+    exec) and ``errno`` (native int) + message when it fails, mapped as the
+    runtime's own exec failures are (see runtime.exec_failure_fault).
+    """
+    if not record:
+        return None
+    if len(record) < _ERRNO.size:
+        return HcsFault(hresults.E_FAIL, "exec: the console wrapper sent a truncated status")
+    (err,) = _ERRNO.unpack_from(record)
+    message = record[_ERRNO.size :].decode(errors="replace") or os.strerror(err)
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        return HcsFault(hresults.E_FILE_NOT_FOUND, message)
+    if err in (errno.EACCES, errno.EPERM):
+        return HcsFault(hresults.E_ACCESSDENIED, message)
+    return HcsFault(hresults.E_FAIL, message)
+
+
+async def read_exec_status(fd: int) -> bytes:
+    """Read the wrapper's status pipe to EOF (non-blocking, on the loop)."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            await wait_readable(fd)
+            continue
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
 
 
 async def receive_console(listener: socket.socket) -> int:
@@ -245,26 +285,61 @@ class ContainerBackend:
     async def _exec_console(
         self, params: ProcessParameters, process_json: Path, pid_file: Path, log_file: Path
     ) -> LaunchedProcess:
+        # With a ConsoleSize the process runs under the console exec wrapper
+        # (oci.awaits_console_size): it waits for the size we set below, and
+        # reports a failed exec of the real program on a status pipe.
+        wrapped = oci.awaits_console_size(params)
         # The socket path must fit sun_path (108 bytes): use a short private dir.
         tmp = tempfile.mkdtemp(prefix="aiohcs-console-")
         path = os.path.join(tmp, "s")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         master: int | None = None
+        status_r: int | None = None
+        status_w: int | None = None
         try:
+            if wrapped:
+                status_r, status_w = os.pipe2(os.O_CLOEXEC)
             listener.bind(path)
             listener.listen(1)
             listener.setblocking(False)
             receiving = asyncio.ensure_future(receive_console(listener))
             try:
-                await self.ctx.runtime.exec_detached(
-                    self.cid, process_json, pid_file, log_file, (null, null, null), path
+                exec_done = self.ctx.runtime.exec_detached(
+                    self.cid,
+                    process_json,
+                    pid_file,
+                    log_file,
+                    (null, null, null),
+                    path,
+                    preserve_fds=(status_w,) if status_w is not None else (),
                 )
+                # The runtime holds the write end now; ours must go, or the
+                # status pipe never reaches EOF.
+                close_quietly(status_w)
+                status_w = None
+                await exec_done
                 master = await asyncio.wait_for(receiving, CONSOLE_TIMEOUT)
             finally:
                 if not receiving.done():
                     receiving.cancel()
             ns_pid, host_pid, exited = self._adopt(pid_file)
+            if params.console_size:
+                with contextlib.suppress(OSError):
+                    set_console_size(master, params.console_size[0], params.console_size[1])
+            if status_r is not None:
+                try:
+                    record = await asyncio.wait_for(read_exec_status(status_r), EXEC_STATUS_TIMEOUT)
+                except TimeoutError:
+                    # Cannot happen short of a frozen container; the process
+                    # exists, so hand it out rather than fail a running process.
+                    log.warning("%s: no exec status from process %d", self.cid, host_pid)
+                    record = b""
+                fault = exec_status_fault(record)
+                if fault is not None:
+                    # The wrapper exits 127 right after reporting; the reaper
+                    # collects it.
+                    raise fault
         except RuntimeFailure as e:
             close_quietly(master)
             raise exec_failure_fault(e) from e
@@ -274,10 +349,8 @@ class ContainerBackend:
         finally:
             listener.close()
             os.close(null)
+            close_quietly(status_r, status_w)
             shutil.rmtree(tmp, ignore_errors=True)
-        if params.console_size:
-            with contextlib.suppress(OSError):
-                set_console_size(master, params.console_size[0], params.console_size[1])
         client: dict[int, int] = {}
         if params.create_std_in_pipe:
             client[FdMask.STDIN] = os.dup(master)

@@ -29,6 +29,9 @@ from aiohcs.host.documents import ContainerSettings, ProcessParameters
 from aiohcs.host.errors import HcsFault
 
 INIT_PATH_IN_CONTAINER = "/.aiohcs/init"
+# The fd on which the console exec wrapper reports a failed exec (the service
+# passes it with `exec --preserve-fds 1`, so it is the first after stdio).
+EXEC_STATUS_FD = 3
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CPU_PERIOD_US = 100_000
 
@@ -382,8 +385,41 @@ def command_args(params: ProcessParameters) -> list[str]:
     )
 
 
+def awaits_console_size(params: ProcessParameters) -> bool:
+    """Whether the process runs under the console exec wrapper.
+
+    A console process with a ConsoleSize must not start before its pty has that
+    size, but the service can only set the size once the runtime has sent it
+    the pty, and crun starts the process without waiting. So such a process
+    runs as ``/.aiohcs/init --await-winsize ROWS COLS --status-fd 3 -- ARGS``:
+    the init binary waits for the size, then execs ARGS (PATH lookup in the
+    process's environment), and reports a failed exec on fd 3 for the service
+    to turn into the HcsCreateProcess error. See docs/host.md.
+    """
+    # The schema bounds both numbers to 0..65535, as struct winsize does.
+    return bool(params.emulate_console and params.console_size)
+
+
+def console_wrapper_args(height: int, width: int, args: list[str]) -> list[str]:
+    return [
+        INIT_PATH_IN_CONTAINER,
+        "--await-winsize",
+        str(height),
+        str(width),
+        "--status-fd",
+        str(EXEC_STATUS_FD),
+        "--",
+        *args,
+    ]
+
+
 def process_spec(params: ProcessParameters, user: User) -> dict[str, Any]:
-    """The OCI `process` object for `runc exec --process`."""
+    """The OCI `process` object for `runc exec --process`.
+
+    With `awaits_console_size(params)` the args run under the console exec
+    wrapper, and the runtime must be given `--preserve-fds 1` with the write
+    end of a close-on-exec status pipe as fd `EXEC_STATUS_FD`.
+    """
     if params.working_directory:
         _require_abs(params.working_directory, "WorkingDirectory")
     env: Mapping[str, str] = params.environment or {}
@@ -401,9 +437,13 @@ def process_spec(params: ProcessParameters, user: User) -> dict[str, Any]:
         "capabilities": _capabilities(),
         "noNewPrivileges": True,
     }
-    if params.emulate_console and params.console_size:
+    if awaits_console_size(params):
+        assert params.console_size is not None
         height, width = params.console_size
+        # runc applies consoleSize itself before the exec, crun does not; the
+        # wrapper makes both wait for the size the service sets on the pty.
         spec["consoleSize"] = {"height": height, "width": width}
+        spec["args"] = console_wrapper_args(height, width, spec["args"])
     if user.uid != 0:
         # Non-root users get no capabilities, as with a normal login.
         spec["capabilities"] = {"bounding": _capabilities()["bounding"]}

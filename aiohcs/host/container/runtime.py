@@ -181,19 +181,35 @@ class Runtime:
         log_file: Path,
         stdio: tuple[int, int, int],
         console_socket: str | None,
+        preserve_fds: tuple[int, ...] = (),
     ) -> Coroutine[Any, Any, None]:
         """Spawn `exec --detach` NOW; await the result to learn if it worked.
 
         The spawn happens before this returns, so the caller may close its
-        copies of `stdio` right away. The new process inherits `stdio`, or gets
-        a pty sent to `console_socket`.
+        copies of `stdio` and `preserve_fds` right away. The new process
+        inherits `stdio`, or gets a pty sent to `console_socket`, and gets
+        `preserve_fds` as its fds 3, 4, ... (`--preserve-fds`).
         """
         log_file.unlink(missing_ok=True)
         argv = [*self._base(log_file), "exec", "--detach", "--pid-file", str(pid_file)]
         if console_socket is not None:
             argv += ["--console-socket", console_socket]
+        if preserve_fds:
+            argv += ["--preserve-fds", str(len(preserve_fds))]
         argv += ["--process", str(process_json), cid]
-        _, exited = self.reaper.spawn(argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+        env = None
+        if preserve_fds and "LISTEN_FDS" in os.environ:
+            # Both runtimes pass $LISTEN_FDS fds before the preserved ones,
+            # which would move ours off fd 3: the runtime must not see it.
+            env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
+        _, exited = self.reaper.spawn(
+            argv,
+            stdin=stdio[0],
+            stdout=stdio[1],
+            stderr=stdio[2],
+            env=env,
+            extra_fds=preserve_fds,
+        )
         return self._finish_exec(exited, log_file)
 
     async def _finish_exec(self, exited: asyncio.Future[ExitStatus], log_file: Path) -> None:
