@@ -64,6 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " container (default %(default)s; stopping the service itself kills at once)",
     )
     p.add_argument(
+        "--keep-systems",
+        action="store_true",
+        default=os.environ.get("AIOHCS_KEEP_SYSTEMS", "") == "1",
+        help="on SIGTERM/SIGINT leave running containers running; the next start re-adopts "
+        "them (env AIOHCS_KEEP_SYSTEMS=1; default: terminate every system)",
+    )
+    p.add_argument(
         "--accel",
         choices=("auto", "kvm", "tcg"),
         default=os.environ.get("AIOHCS_ACCEL", "auto"),
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         init_path=init_path,
         shutdown_grace=args.shutdown_grace,
         vm_accel=args.accel,
+        keep_systems=args.keep_systems,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))

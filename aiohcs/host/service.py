@@ -18,9 +18,11 @@ from typing import Any
 
 from aiohcs import _wire, hresults
 from aiohcs._wire import Header, Op
+from aiohcs.host import persist
 from aiohcs.host.backend import BackendContext, make_backend
 from aiohcs.host.connection import Connection, Reply
 from aiohcs.host.container import oci, rootfs
+from aiohcs.host.container.backend import ContainerBackend
 from aiohcs.host.container.runtime import Runtime, RuntimeFailure
 from aiohcs.host.documents import (
     ComputeSystem as ComputeSystemDocument,
@@ -79,6 +81,8 @@ class Settings:
     init_path: Path
     shutdown_grace: float = 10.0
     vm_accel: str = "auto"  # QEMU accelerator for VMs: auto, kvm, tcg
+    # Stopping the service leaves running containers running (--keep-systems).
+    keep_systems: bool = False
 
 
 def _text(payload: bytes) -> str:
@@ -144,7 +148,8 @@ class Service:
         for d in (self.settings.state_dir, self.settings.state_dir / "runtime"):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.settings.state_dir / "systems").mkdir(exist_ok=True, mode=0o700)
-        await self._clean_leftovers()
+        adopted = await self._recover()
+        await self._clean_leftovers(adopted)
         self._listener = self._bind(self.settings.socket_path)
         self._accepting = asyncio.ensure_future(self._accept_loop())
         log.info(
@@ -172,8 +177,84 @@ class Service:
         sock.setblocking(False)
         return sock
 
-    async def _clean_leftovers(self) -> None:
-        """Delete runtime containers and mounts left by a crashed earlier run."""
+    # ------------------------------------------------------------ restart survival
+
+    def _persister(self, document: dict[str, Any]) -> Callable[[ComputeSystem], None]:
+        """What a container system calls on every state change: write its state.json."""
+
+        def save(system: ComputeSystem) -> None:
+            backend = system.backend
+            assert isinstance(backend, ContainerBackend)
+            saved = persist.SavedSystem(
+                id=system.id,
+                document=document,
+                owner=system.document.owner or "",
+                runtime_container=backend.cid,
+                state=system.state,
+                start_time=system.start_time,
+                init_pid=backend.init_pid,
+                runtime_id=system.runtime_id,
+            )
+            persist.save(backend.dir, saved)
+
+        return save
+
+    async def _recover(self) -> set[str]:
+        """Re-adopt the containers an earlier run left running; their runtime ids.
+
+        Everything else under <state>/systems (no, unreadable or corrupt
+        state.json, not running any more) is left to _clean_leftovers.
+        """
+        adopted: set[str] = set()
+        systems = self.settings.state_dir / "systems"
+        for d in sorted(systems.iterdir()) if systems.is_dir() else []:
+            if not (d / persist.STATE_FILE).exists():
+                continue
+            try:
+                saved = persist.load(d)
+                system = await self._adopt(saved, d)
+            except (OSError, ValueError, HcsFault, RuntimeFailure) as e:
+                log.warning("state of %s is unusable (%s); cleaning it up", d, e)
+                continue
+            if system is None:
+                log.warning(
+                    "system %s (%s) is not running any more; cleaning it up", saved.id, saved.state
+                )
+                continue
+            adopted.add(saved.runtime_container)
+            log.warning(
+                "re-adopted system %s (%s, init pid %s)", system.id, system.state, saved.init_pid
+            )
+            if system.document.should_terminate_on_last_handle_closed:
+                # Its handles died with the earlier run: its last handle is closed.
+                log.info("system %s: no handles after the restart, terminating", system.id)
+                system.terminate_unhandled()
+        return adopted
+
+    async def _adopt(self, saved: persist.SavedSystem, d: Path) -> ComputeSystem | None:
+        if oci.safe_name(saved.id) != saved.runtime_container or d.name != saved.runtime_container:
+            raise ValueError(f"id {saved.id!r} does not belong to directory {d.name}")
+        if saved.state not in ("Running", "Paused") or saved.init_pid is None:
+            return None
+        if saved.id in self.systems:
+            raise ValueError(f"a second state file for system {saved.id!r}")
+        doc = parse_document(ComputeSystemDocument, json.dumps(saved.document), "ComputeSystem")
+        if doc.container is None:
+            raise ValueError("only containers are re-adopted")
+        backend = ContainerBackend(saved.id, doc.container, self.ctx)
+        found = await backend.adopt(saved.init_pid)
+        if found is None:
+            return None
+        status, exited = found
+        system = ComputeSystem(saved.id, doc, backend, self.system_unused)
+        system.runtime_id = saved.runtime_id
+        system.persist = self._persister(saved.document)
+        self.systems[saved.id] = system
+        system.adopt(exited, "Paused" if status == "paused" else "Running", saved.start_time)
+        return system
+
+    async def _clean_leftovers(self, adopted: set[str]) -> None:
+        """Delete runtime containers and mounts left by an earlier run, except `adopted`."""
         try:
             leftovers = await self.runtime.list()
         except (RuntimeFailure, ValueError) as e:
@@ -181,6 +262,8 @@ class Service:
             leftovers = []
         for entry in leftovers:
             cid = str(entry.get("id", ""))
+            if cid in adopted:
+                continue
             log.warning("deleting leftover runtime container %s (%s)", cid, entry.get("status"))
             try:
                 await self.runtime.delete(cid)
@@ -188,6 +271,8 @@ class Service:
                 log.error("could not delete leftover container %s: %s", cid, e)
         systems = self.settings.state_dir / "systems"
         for d in sorted(systems.iterdir()) if systems.is_dir() else []:
+            if d.name in adopted:
+                continue
             target = d / "rootfs"
             if await asyncio.to_thread(rootfs.is_mountpoint, str(target)):
                 log.warning("unmounting leftover rootfs %s", target)
@@ -230,7 +315,8 @@ class Service:
         log.debug("connection %d closed", conn.number)
 
     async def stop(self) -> None:
-        """Stop listening; terminate what is still running (systems are ephemeral)."""
+        """Stop listening; terminate what is still running, or with keep_systems
+        leave running containers running for the next run to re-adopt."""
         if self._accepting is not None:
             # cancel first: the pending sock_accept unregisters its fd
             self._accepting.cancel()
@@ -247,6 +333,8 @@ class Service:
             # the accept loop never ends by itself; connections end on EOF
             await asyncio.wait(serving, timeout=5)
         for system in list(self.systems.values()):
+            if self.settings.keep_systems and await self._keep(system):
+                continue
             log.debug("stopping system %s (%s)", system.id, system.state)
             if system.state != "Stopped":
                 with contextlib.suppress(HcsFault):
@@ -256,6 +344,31 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(system.stopped.wait(), 30)
         self.reaper.uninstall()
+
+    async def _keep(self, system: ComputeSystem) -> bool:
+        """Leave `system` running across the restart, if it is a running container.
+
+        Systems that terminate when their last handle closes are not kept: the
+        handles closed with the connections (they are being terminated).
+        """
+        if not isinstance(system.backend, ContainerBackend) or system.persist is None:
+            return False
+        if system.document.should_terminate_on_last_handle_closed:
+            return False
+        try:
+            # Let a pause/resume in flight finish, so state.json is final.
+            await asyncio.wait_for(system.lock.acquire(), 10)
+        except TimeoutError:
+            log.warning("system %s: busy; keeping it as it is", system.id)
+            return system.state in ("Running", "Paused")
+        try:
+            if system.state not in ("Running", "Paused"):
+                return False
+            system.changed()
+            log.info("leaving system %s %s (--keep-systems)", system.id, system.state)
+            return True
+        finally:
+            system.lock.release()
 
     def system_unused(self, system: ComputeSystem) -> None:
         if self.systems.get(system.id) is system:
@@ -349,6 +462,9 @@ class Service:
             with contextlib.suppress(Exception):
                 await backend.cleanup()
             raise
+        if isinstance(backend, ContainerBackend):
+            system.persist = self._persister(json.loads(config))
+            system.changed()
         handle = SystemHandle(conn, header.new_handle, system)
         system.add_handle(handle)
         log.info("system %s created", system_id)

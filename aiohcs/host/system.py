@@ -287,8 +287,32 @@ class ComputeSystem:
         self.stopped = asyncio.Event()
         self._on_unused = on_unused
         self._tasks: set[asyncio.Task[None]] = set()
+        # Re-adopted after a service restart: the init is not our child, so
+        # its exit status is unknown (docs/host.md, "Restart survival").
+        self.adopted = False
+        # Called after every state change (containers: writes state.json).
+        self.persist: Callable[[ComputeSystem], None] | None = None
         if hasattr(backend, "notify"):
             backend.notify = self._backend_event
+
+    def changed(self) -> None:
+        """Record the current state (state.json); a failure is logged, not raised."""
+        if self.persist is None or self.state == "Stopped":
+            return
+        try:
+            self.persist(self)
+        except OSError as e:
+            log.warning("system %s: could not save its state: %s", self.id, e)
+
+    def adopt(
+        self, exited: asyncio.Future[ExitStatus], state: str, start_time: float | None
+    ) -> None:
+        """Take over a system a previous service run started (Running or Paused)."""
+        self.adopted = True
+        self.state = state
+        self.start_time = start_time
+        self._spawn(self._monitor(exited))
+        self.changed()
 
     def _backend_event(self, event_type: EventType, payload: bytes) -> None:
         """An event the backend raises (GuestConnectionClosed) goes to every handle."""
@@ -323,6 +347,10 @@ class ComputeSystem:
         elif self.document.should_terminate_on_last_handle_closed:
             log.info("system %s: last handle closed, terminating", self.id)
             self._spawn(self._terminate_quietly())
+
+    def terminate_unhandled(self) -> None:
+        """Terminate in the background (a re-adopted system whose handles are gone)."""
+        self._spawn(self._terminate_quietly())
 
     async def _terminate_quietly(self) -> None:
         with contextlib.suppress(HcsFault):
@@ -386,12 +414,17 @@ class ComputeSystem:
             self.state = "Running"
             self.start_time = time.time()
             self._spawn(self._monitor(exited))
+            self.changed()
 
     async def _monitor(self, exited: asyncio.Future[ExitStatus]) -> None:
         status = await exited
         if self.stop_reason is not None:
             self.exit_type = self.stop_reason
             self.exit_status = 0
+        elif self.adopted:
+            # Not our child: the exit status of its init cannot be known.
+            self.exit_type = "Unknown"
+            self.exit_status = hresults.HCS_E_UNEXPECTED_EXIT
         elif status.code == 0:
             self.exit_type = "GracefulExit"
             self.exit_status = 0
@@ -446,6 +479,7 @@ class ComputeSystem:
                 # A frozen init cannot handle SIGTERM.
                 await self.backend.resume()
                 self.state = "Running"
+                self.changed()
             await self.backend.stop("KILL" if options.force else "TERM")
         try:
             await asyncio.wait_for(self.stopped.wait(), grace)
@@ -475,6 +509,7 @@ class ComputeSystem:
             begin_critical()
             await self.backend.pause()
             self.state = "Paused"
+            self.changed()
 
     async def resume(self) -> None:
         async with self.lock:
@@ -483,6 +518,7 @@ class ComputeSystem:
             begin_critical()
             await self.backend.resume()
             self.state = "Running"
+            self.changed()
 
     def _optional(self, name: str, what: str) -> Any:
         """A backend method only some backends have (VM: save, modify, ...)."""

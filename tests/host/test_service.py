@@ -699,12 +699,17 @@ async def test_leftover_containers_are_cleaned(
         svc.proc.wait()
     finally:
         stop_service(svc)
+    # Without its state.json the container cannot be re-adopted (test_restart.py
+    # covers re-adoption): it is deleted blindly.
+    for d in (tmp_path / "a" / "state" / "systems").iterdir():
+        (d / "state.json").unlink()
     svc2 = start_service(tmp_path / "a", *runtime_args(runtime))
     try:
         c = await WireClient.connect(svc2.socket)
         await still_serving(c)
         await c.close()
         assert "deleting leftover runtime container" in svc2.log_text()
+        assert list((tmp_path / "a" / "state" / "systems").iterdir()) == []
     finally:
         stop_service(svc2)
     shutil.rmtree(tmp_path / "a", ignore_errors=True)

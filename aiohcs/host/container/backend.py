@@ -124,16 +124,57 @@ class ContainerBackend:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def prepare(self) -> None:
-        oci.validate_container(self.container)
-        self.plan = oci.container_bundle(
+    def _make_plan(self) -> oci.BundlePlan:
+        return oci.container_bundle(
             self.system_id,
             self.container,
             bundle_dir=str(self.dir),
             scratch_dir=str(self.dir / "scratch"),
             init_host_path=str(self.ctx.init_path),
         )
+
+    async def prepare(self) -> None:
+        oci.validate_container(self.container)
+        self.plan = self._make_plan()
         await asyncio.to_thread(self._write_bundle, self.plan)
+
+    async def adopt(self, init_pid: int) -> tuple[str, asyncio.Future[ExitStatus]] | None:
+        """Take over the container a previous service run started.
+
+        Returns (runtime status "running"/"paused", exit future), or None when
+        the runtime container is not running (any more) with that init. The
+        init is not our child: its exit is seen through a pidfd, without a
+        status (the future resolves with code -1). The pidfd is opened before
+        asking the runtime, so if the runtime reports this pid running, the
+        pidfd refers to that init and not to a recycled pid.
+        """
+        self.plan = self._make_plan()
+        try:
+            pidfd = os.pidfd_open(init_pid)
+        except ProcessLookupError:
+            return None
+        try:
+            state = await self.ctx.runtime.state(self.cid)
+        except (RuntimeFailure, ValueError):
+            os.close(pidfd)
+            return None
+        status = state.get("status")
+        if status not in ("running", "paused") or state.get("pid") != init_pid:
+            os.close(pidfd)
+            return None
+        self.created = True
+        self.init_pid = init_pid
+        loop = asyncio.get_running_loop()
+        exited: asyncio.Future[ExitStatus] = loop.create_future()
+
+        def on_exit() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            if not exited.done():
+                exited.set_result(ExitStatus(-1, None, 1))
+
+        loop.add_reader(pidfd, on_exit)
+        return str(status), exited
 
     def _write_bundle(self, plan: oci.BundlePlan) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
