@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import ConfigDict, model_validator
 
 from ._base import HcsModel
+
+_KINDS = ("Container", "VirtualMachine", "HostedSystem")
+
+
+def _one_kind_json_schema(schema: dict[str, Any]) -> None:
+    # The same rule in the JSON Schema: exactly one kind present and not null
+    # (a null kind counts as absent, as in the model).
+    schema["oneOf"] = [
+        {"required": [kind], "properties": {kind: {"not": {"type": "null"}}}} for kind in _KINDS
+    ]
 
 
 class ComputeSystemRules(HcsModel):
@@ -18,8 +28,10 @@ class ComputeSystemRules(HcsModel):
 
     Every property of the published ComputeSystem is optional, so a document
     with none of the three passes a plain schema check; HCS rejects it with
-    ``HCS_E_INVALID_JSON``.
+    ``HCS_E_INVALID_JSON``. ``json_schema()`` carries the rule as a ``oneOf``.
     """
+
+    model_config = ConfigDict(json_schema_extra=_one_kind_json_schema)
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Any:

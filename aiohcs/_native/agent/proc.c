@@ -235,7 +235,9 @@ static int exec_search(char **argv, char **envp)
 	return err;
 }
 
-/* In the child: never returns. Reports a failure as an errno on errpipe. */
+/* In the child: never returns. Reports a failure as {errno, step} on errpipe. */
+enum child_step { STEP_EXEC, STEP_STDIO, STEP_USER, STEP_CWD };
+
 static void child(struct spec *s, int fds[3], int errpipe)
 {
 	sigset_t all;
@@ -243,7 +245,7 @@ static void child(struct spec *s, int fds[3], int errpipe)
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
-	int err = 0;
+	int err = 0, step = STEP_STDIO;
 	setsid();
 	/* Move the three fds out of the way first so dup2 cannot clobber one with another. */
 	int hi[3];
@@ -263,19 +265,23 @@ static void child(struct spec *s, int fds[3], int errpipe)
 		err = errno;
 		goto fail;
 	}
+	step = STEP_USER;
 	if (s->gid || s->uid) {
 		if (setgroups(0, NULL) < 0 || setgid(s->gid) < 0 || setuid(s->uid) < 0) {
 			err = errno;
 			goto fail;
 		}
 	}
+	step = STEP_CWD;
 	if (chdir(s->cwd) < 0) {
 		err = errno;
 		goto fail;
 	}
+	step = STEP_EXEC;
 	err = exec_search(s->argv, s->envp);
-fail:
-	while (write(errpipe, &err, sizeof err) < 0 && errno == EINTR)
+fail:;
+	int rep[2] = {err, step};
+	while (write(errpipe, rep, sizeof rep) < 0 && errno == EINTR)
 		;
 	_exit(127);
 }
@@ -374,17 +380,25 @@ void proc_create(uint32_t req, const unsigned char *p, size_t n)
 	if (pid == 0)
 		child(&s, child_fd, errpipe[1]);
 	close_fd(&errpipe[1]);
-	int child_err = 0;
+	int child_err[2] = {0, STEP_EXEC};
 	ssize_t r;
 	/* Blocks until exec succeeded (CLOEXEC closes the pipe: EOF) or failed. */
-	while ((r = read(errpipe[0], &child_err, sizeof child_err)) < 0 && errno == EINTR)
+	while ((r = read(errpipe[0], child_err, sizeof child_err)) < 0 && errno == EINTR)
 		;
 	if (r == (ssize_t)sizeof child_err) {
 		/* Reap it here: it is not in the table, so proc_reap would ignore it anyway. */
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-		err = child_err;
-		snprintf(msg, sizeof msg, "exec %s: %s", s.argv[0], strerror(err));
+		err = child_err[0];
+		if (child_err[1] == STEP_CWD)
+			snprintf(msg, sizeof msg, "working directory %s: %s", s.cwd, strerror(err));
+		else if (child_err[1] == STEP_USER)
+			snprintf(msg, sizeof msg, "user %u:%u: %s", (unsigned)s.uid, (unsigned)s.gid,
+				 strerror(err));
+		else if (child_err[1] == STEP_STDIO)
+			snprintf(msg, sizeof msg, "stdio: %s", strerror(err));
+		else
+			snprintf(msg, sizeof msg, "exec %s: %s", s.argv[0], strerror(err));
 		goto fail;
 	}
 	pr->pid = pid;

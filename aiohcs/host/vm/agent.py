@@ -299,19 +299,23 @@ class AgentClient:
             self.guest_hello_seen.clear()
             req = asyncio.ensure_future(self._request(HELLO, rec))
             seen = asyncio.ensure_future(self.guest_hello_seen.wait())
-            done, _ = await asyncio.wait({req, seen}, return_when=asyncio.FIRST_COMPLETED)
-            if req in done:
-                seen.cancel()
-                reply = dict(decode_record(req.result().payload))
-                self.hello = reply
-                self.version = int(reply.get("version", "0"))
-                return
-            # The reply to the first HELLO may still come; either answer will do.
             try:
-                frame = await asyncio.wait_for(asyncio.shield(req), 0.5)
-            except TimeoutError:
-                req.cancel()
-                continue
+                done, _ = await asyncio.wait({req, seen}, return_when=asyncio.FIRST_COMPLETED)
+                if req in done:
+                    frame = req.result()
+                else:
+                    # The reply to the first HELLO may still come; either answer will do.
+                    try:
+                        frame = await asyncio.wait_for(asyncio.shield(req), 0.5)
+                    except TimeoutError:
+                        continue
+            finally:
+                # Cancelled (start timed out, terminate) or retrying: leave no task
+                # behind, and no exception unretrieved when the channel closes.
+                for task in (req, seen):
+                    if not task.done():
+                        task.cancel()
+                    task.add_done_callback(_retrieve)
             reply = dict(decode_record(frame.payload))
             self.hello = reply
             self.version = int(reply.get("version", "0"))
@@ -642,6 +646,12 @@ class AgentClient:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a finished task's exception as seen (nobody awaits it any more)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def split_command_line(cmdline: str) -> list[str]:

@@ -155,21 +155,34 @@ class VmBackend:
     def _socket_dir(self) -> Path:
         if len(str(self.dir / "agent.sock")) <= SOCKET_PATH_MAX:
             return self.dir
-        # Deep state dirs (test temp dirs) do not fit a socket address.
+        return self._short_socket_dir()
+
+    def _short_socket_dir(self) -> Path:
+        # Deep state dirs (test temp dirs, long system ids) do not fit a socket address.
         digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:20]
         return RUN_DIR / digest
 
     async def prepare(self) -> None:
         formats = await self._probe_disks(self.vm)
         accel = await accel_mod.choose(self.ctx.vm_accel, self.ctx.reaper)
-        self.plan = qemu.build_plan(
-            self.system_id,
-            self.vm,
-            self.dir,
-            accel=accel,
-            formats=formats,
-            socket_dir=self._socket_dir(),
+        socket_dir = self._socket_dir()
+        plan = qemu.build_plan(
+            self.system_id, self.vm, self.dir, accel=accel, formats=formats, socket_dir=socket_dir
         )
+        if socket_dir == self.dir and any(
+            sock.parent == socket_dir and len(os.fsencode(str(sock))) > qemu.UNIX_PATH_MAX
+            for sock in plan.sockets()
+        ):
+            # A named pipe's socket (pipe-NAME.sock) is longer than agent.sock.
+            plan = qemu.build_plan(
+                self.system_id,
+                self.vm,
+                self.dir,
+                accel=accel,
+                formats=formats,
+                socket_dir=self._short_socket_dir(),
+            )
+        self.plan = plan
         if self.plan.restore_from is not None:
             await asyncio.to_thread(self._check_saved_state, self.plan.restore_from)
         await asyncio.to_thread(self._lay_out, self.plan)
@@ -255,9 +268,22 @@ class VmBackend:
         try:
             await self._bring_up(plan, exited)
         except BaseException as e:
+            died: ExitStatus | None = None
+            if isinstance(e, (QmpClosed, OSError)):
+                # A reset or closed QMP/agent socket during start is almost always
+                # QEMU exiting (bad kernel, chardev error); its exit arrives a moment
+                # later. Report it as such, not as a socket error.
+                with contextlib.suppress(TimeoutError):
+                    died = await asyncio.wait_for(asyncio.shield(exited), 2)
             await self._kill(exited)
             if isinstance(e, HcsFault):
                 raise
+            if died is not None:
+                raise HcsFault(
+                    hresults.HCS_E_TERMINATED_DURING_START,
+                    f"starting the VM: QEMU exited (status {died.code}): "
+                    f"{_log_tail(self.log_path)}",
+                ) from e
             if isinstance(e, (QmpError, QmpClosed, OSError, TimeoutError)):
                 raise HcsFault(
                     hresults.E_FAIL, f"starting the VM: {e}; QEMU log: {_log_tail(self.log_path)}"

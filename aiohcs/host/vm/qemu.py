@@ -177,19 +177,28 @@ def _opt(value: str) -> str:
     return value.replace(",", ",,")
 
 
-def pipe_socket_path(name: str, system_dir: Path) -> Path:
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the NUL
+
+
+def pipe_socket_path(name: str, system_dir: Path, where: str = "NamedPipe") -> Path:
     r"""Where a named pipe of the document lives on this host.
 
     A Windows pipe name ``\\.\pipe\NAME`` becomes ``<system dir>/pipe-NAME.sock``
-    (NAME reduced to [A-Za-z0-9_.-]); an absolute Linux path is used as is.
+    (NAME reduced to [A-Za-z0-9_.-]); an absolute Linux path is used as is
+    (and must fit a unix socket address). `where` names the field in errors.
     """
     m = re.fullmatch(r"\\\\[.?]\\pipe\\(.+)", name)
     if m:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", m.group(1))[:60]
         return system_dir / f"pipe-{safe}.sock"
     if name.startswith("/"):
+        if len(os.fsencode(name)) > UNIX_PATH_MAX:
+            raise invalid(
+                where,
+                f"{name!r} is longer than {UNIX_PATH_MAX} bytes, the limit of a unix socket path",
+            )
         return Path(name)
-    raise invalid("NamedPipe", rf"{name!r} is neither \\.\pipe\NAME nor an absolute path")
+    raise invalid(where, rf"{name!r} is neither \\.\pipe\NAME nor an absolute path")
 
 
 def format_from_extension(path: str) -> str | None:
@@ -393,6 +402,12 @@ def build_plan(
     # Named pipes live with QEMU's other sockets (socket addresses are short).
     _com_ports(devices.get("ComPorts"), argv, plan, sockets)
     _virtio_serial(devices.get("VirtioSerial"), vm.get("GuestConnection"), argv, plan, sockets)
+    # Two chardevs serving one path: the second unlinks the first's socket.
+    seen: set[Path] = set()
+    for sock in plan.sockets():
+        if sock in seen:
+            raise invalid("VirtualMachine.Devices", f"two named pipes use the socket {sock}")
+        seen.add(sock)
     _plan9(devices.get("Plan9"), argv, plan, system_dir)
     _network(devices.get("NetworkAdapters"), argv)
     _hvsocket(devices.get("HvSocket"))
@@ -601,7 +616,9 @@ def _com_ports(value: Any, argv: list[str], plan: QemuPlan, system_dir: Path) ->
         _check_keys(port, pwhere, {"NamedPipe"}, {"OptimizeForDebugger": "no kernel debugger"})
         if not port.get("NamedPipe"):
             continue  # a COM port with no pipe attached: nothing listens
-        sock = pipe_socket_path(_str(port["NamedPipe"], f"{pwhere}.NamedPipe"), system_dir)
+        sock = pipe_socket_path(
+            _str(port["NamedPipe"], f"{pwhere}.NamedPipe"), system_dir, f"{pwhere}.NamedPipe"
+        )
         n = int(key)
         plan.com_ports[n] = sock
         argv += [
@@ -656,7 +673,9 @@ def _virtio_serial(
             raise invalid(f"{pwhere}.Name", f"{name!r} is reserved for the guest connection")
         if not port.get("NamedPipe"):
             raise invalid(f"{pwhere}.NamedPipe", "required")
-        sock = pipe_socket_path(_str(port["NamedPipe"], f"{pwhere}.NamedPipe"), sockets)
+        sock = pipe_socket_path(
+            _str(port["NamedPipe"], f"{pwhere}.NamedPipe"), sockets, f"{pwhere}.NamedPipe"
+        )
         plan.serial_ports[key] = sock
         console = _bool(port.get("ConsoleSupport", False), f"{pwhere}.ConsoleSupport")
         argv += [
