@@ -13,6 +13,16 @@ Output: `<cache>/<key>/vmlinux` and `<cache>/<key>/initrd.img` (cpio newc,
 uncompressed: compression gains nothing at boot, measured). The key hashes the
 package versions, the agent binary and this builder's recipe, so a changed
 agent gives a new build. Progress goes to stderr.
+
+Staleness is decided by content, not mtimes: `sources_fingerprint()` hashes
+the agent's inputs (`agent/*.c`, `agent/*.h`, the Makefile, `$CC`) with the
+recipe. It is recorded next to the agent binary
+(`build/aiohcs-agent.sources`: make runs, with `-B`, only when it differs) and
+in each build's manifest (`sources_sha256`). `ensure()` (`python -m aiohcs.uvm
+path`) returns the newest cached build with the current fingerprint without
+running make or apt-cache; only a miss goes through `build()`, which resolves
+the packages with apt. So a newer Debian kernel/busybox is picked up by
+`build --force` or the next agent change, not by `path`.
 """
 
 from __future__ import annotations
@@ -348,10 +358,42 @@ def make_initramfs(
 # ------------------------------------------------------------------ build
 
 
-def _agent_binary() -> Path:
-    progress("building the guest agent (make build/aiohcs-agent)")
-    _run("make", "-s", "-C", str(NATIVE), "build/aiohcs-agent")
-    return NATIVE / "build" / "aiohcs-agent"
+AGENT_INPUTS = ("agent/*.c", "agent/*.h", "Makefile")
+
+
+def agent_sources_hash(native: Path | None = None) -> str:
+    """sha256 of the agent's make inputs (file names and contents, and `$CC`)."""
+    native = native or NATIVE
+    h = hashlib.sha256(f"CC={os.environ.get('CC', '')}\0".encode())
+    files = sorted({f for pat in AGENT_INPUTS for f in native.glob(pat) if f.is_file()})
+    if not files:
+        raise UvmError(f"no agent sources in {native}")
+    for f in files:
+        data = f.read_bytes()
+        h.update(f"{f.relative_to(native).as_posix()}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def sources_fingerprint(agent_hash: str | None = None) -> str:
+    """What a cached build must have been made from: agent sources + this recipe."""
+    h = hashlib.sha256(f"recipe={RECIPE}|agent={agent_hash or agent_sources_hash()}|".encode())
+    h.update(json.dumps(MODULE_GROUPS, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _agent_binary(agent_hash: str) -> Path:
+    """build/aiohcs-agent for sources hashing to `agent_hash`; make only when the stamp differs."""
+    binary = NATIVE / "build" / "aiohcs-agent"
+    stamp = binary.with_name(binary.name + ".sources")
+    with contextlib.suppress(OSError):
+        if binary.is_file() and stamp.read_text().strip() == agent_hash:
+            return binary
+    progress("building the guest agent (make -B build/aiohcs-agent)")
+    # -B: the stamp says the content changed, whatever the mtimes say.
+    _run("make", "-s", "-B", "-C", str(NATIVE), "build/aiohcs-agent")
+    stamp.write_text(agent_hash + "\n")
+    return binary
 
 
 def _key(kernel: tuple[str, str], busybox: tuple[str, str], agent: bytes) -> str:
@@ -377,13 +419,16 @@ def build(force: bool = False, cache: Path | None = None) -> UvmPaths:
     debs = root / "debs"
     with _lock(root):
         debs.mkdir(parents=True, exist_ok=True)
-        agent = _agent_binary().read_bytes()
+        agent_hash = agent_sources_hash()
+        fingerprint = sources_fingerprint(agent_hash)
+        agent = _agent_binary(agent_hash).read_bytes()
         kpkg, kver, kdeb = resolve_package(debs, KERNEL_META)
         bpkg, bver, bdeb = resolve_package(debs, BUSYBOX)
         key = _key((kpkg, kver), (bpkg, bver), agent)
         out = root / key
         paths = UvmPaths(out / "vmlinux", out / "initrd.img", out)
         if not force and (out / "manifest.json").exists():
+            _record_fingerprint(out / "manifest.json", fingerprint)
             progress(f"cached: {out}")
             return paths
         progress(f"building utility VM {key}: {kpkg} {kver}, {bpkg} {bver}")
@@ -428,6 +473,7 @@ def build(force: bool = False, cache: Path | None = None) -> UvmPaths:
                 "kernel_package": f"{kpkg}={kver}",
                 "busybox_package": f"{bpkg}={bver}",
                 "agent_sha256": hashlib.sha256(agent).hexdigest(),
+                "sources_sha256": fingerprint,
                 "modules": plan,
                 "cmdline": boot_cmdline(),
             }
@@ -452,6 +498,51 @@ def _prune(root: Path, keep: Path, count: int = 2) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def ensure() -> UvmPaths:
-    """The current utility VM, built first if missing or outdated."""
-    return build(force=False)
+def _manifest(d: Path) -> dict[str, object] | None:
+    try:
+        m = json.loads((d / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def _record_fingerprint(manifest: Path, fingerprint: str) -> None:
+    """Note in a cached build's manifest that the current sources give it (same agent key)."""
+    m = _manifest(manifest.parent)
+    if m is None or m.get("sources_sha256") == fingerprint:
+        return
+    m["sources_sha256"] = fingerprint
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps(m, indent=2) + "\n")
+    os.replace(tmp, manifest)
+
+
+def cached(cache: Path | None = None, fingerprint: str | None = None) -> UvmPaths | None:
+    """The newest complete build made from the current sources, or None (no make, no apt)."""
+    root = cache or CACHE_ROOT
+    fingerprint = fingerprint or sources_fingerprint()
+    hits: list[tuple[float, Path]] = []
+    try:
+        dirs = list(root.iterdir())
+    except OSError:
+        return None
+    for d in dirs:
+        m = _manifest(d)
+        if m is None or m.get("sources_sha256") != fingerprint:
+            continue
+        if (d / "vmlinux").is_file() and (d / "initrd.img").is_file():
+            with contextlib.suppress(OSError):
+                hits.append((d.stat().st_mtime, d))
+    if not hits:
+        return None
+    d = max(hits)[1]
+    return UvmPaths(d / "vmlinux", d / "initrd.img", d)
+
+
+def ensure(cache: Path | None = None) -> UvmPaths:
+    """The current utility VM, built first if missing or its agent sources changed."""
+    hit = cached(cache)
+    if hit is not None:
+        progress(f"cached: {hit.directory}")
+        return hit
+    return build(force=False, cache=cache)
