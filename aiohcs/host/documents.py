@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -245,3 +246,24 @@ def parse_document(model: type[D], text: str, what: str) -> D:
     # ``what`` chose a different definition than ``model`` (e.g. PropertyQuery for
     # Service_PropertyQuery): the document is valid, give it the caller's type.
     return model.model_validate(doc.model_dump(mode="json"))
+
+
+def command_args(params: ProcessParameters) -> list[str]:
+    """The argv of a process: CommandArgs, else CommandLine split like a POSIX
+    shell, else ApplicationName. Shared by the container and VM backends, so
+    both reject a process with nothing to run the same way (HCS_E_INVALID_JSON)."""
+    if params.command_args:
+        return list(params.command_args)
+    if params.command_line:
+        try:
+            args = shlex.split(params.command_line)
+        except ValueError as e:
+            raise HcsFault(hresults.HCS_E_INVALID_JSON, f"CommandLine: {e}") from None
+        if args:
+            return args
+    if params.application_name:
+        return [params.application_name]
+    raise HcsFault(
+        hresults.HCS_E_INVALID_JSON,
+        "ProcessParameters: CommandArgs or CommandLine is required",
+    )

@@ -1,8 +1,30 @@
 """Compute systems and their processes: the state machine (API.md §6).
 
-Created -> Running <-> Paused -> Stopped. Operations on one system run in
-arrival order under a FIFO lock; the exit of a system or process is reported to
-each of its handles exactly once (see Handle).
+Created -> Running <-> Paused -> Stopped. The exit of a system or process is
+reported to each of its handles exactly once (see Handle).
+
+Ordering (ComputeSystem.lock, FIFO): operations that *change* the system run
+one at a time, in arrival order: Start, Shutdown (up to the stop request; the
+grace wait is outside the lock), Pause, Resume, Save, Modify, CreateProcess.
+
+Two kinds of operation bypass the lock, because waiting behind a slow or hung
+operation is exactly what they must not do (notes/lessons.md §3 rows 1-2: a
+timeout detects a hang but does not clear it; cancel + terminate must):
+
+- Terminate (and the kill that ends a Shutdown's grace period) never queues.
+  A Start in flight is preempted: its backend start is cancelled (QEMU is
+  killed, the runtime container deleted), the Start request fails with
+  HCS_E_TERMINATED_DURING_START and the system stops with ForcedExit. A
+  Running/Paused system is killed even while another operation (a Shutdown the
+  guest ignores, a hot-add) holds the lock; that operation then fails or
+  finishes against a dead system.
+- GetProperties only reads: it answers at once with the current State. While
+  a Start is in flight the State is still "Created" (it becomes "Running" when
+  the start completed), as HCS answers properties during a start.
+
+CANCEL of a pending Start (protocol op 25) cancels the backend start the same
+way: the request fails with E_ABORT, nothing is left running and the system is
+"Created" again (it may be started again, or terminated/closed).
 """
 
 from __future__ import annotations
@@ -281,7 +303,12 @@ class ComputeSystem:
         self.exit_status = 0
         self.stop_reason: str | None = None
         self.start_time: float | None = None
-        self.lock = asyncio.Lock()  # FIFO: operations apply in arrival order
+        # FIFO: state-changing operations apply in arrival order (see the module
+        # docstring for what bypasses it).
+        self.lock = asyncio.Lock()
+        # The backend start in flight (under the lock); Terminate cancels it.
+        self._start_task: asyncio.Task[None] | None = None
+        self._start_preempted = False
         self.handles: set[SystemHandle] = set()
         self.processes: dict[int, ProcessRecord] = {}
         self.stopped = asyncio.Event()
@@ -409,12 +436,48 @@ class ComputeSystem:
                     hresults.HCS_E_INVALID_STATE,
                     f"Start: compute system {self.id!r} is already {self.state}",
                 )
-            begin_critical()
-            exited = await self.backend.start()
-            self.state = "Running"
-            self.start_time = time.time()
-            self._spawn(self._monitor(exited))
-            self.changed()
+            if self.stop_reason is not None:
+                raise HcsFault(
+                    hresults.HCS_E_INVALID_STATE,
+                    f"Start: compute system {self.id!r} is being stopped",
+                )
+            # Not begin_critical(): CANCEL and Terminate may interrupt a start
+            # (the backend undoes what it did when cancelled).
+            self._start_preempted = False
+            task = asyncio.ensure_future(self._start_backend())
+            self._start_task = task
+            try:
+                await task
+            except asyncio.CancelledError:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    # The cancel came after the system had started: it stands.
+                    current = asyncio.current_task()
+                    if current is not None:
+                        current.uncancel()
+                    return
+                if self._start_preempted:
+                    raise self._terminated_during_start() from None
+                raise
+            except Exception as e:
+                if self._start_preempted:
+                    raise self._terminated_during_start() from e
+                raise
+            finally:
+                self._start_task = None
+
+    def _terminated_during_start(self) -> HcsFault:
+        return HcsFault(
+            hresults.HCS_E_TERMINATED_DURING_START,
+            f"Start: compute system {self.id!r} was terminated while starting",
+        )
+
+    async def _start_backend(self) -> None:
+        """Start and the transition to Running, as one task Terminate can cancel."""
+        exited = await self.backend.start()
+        self.state = "Running"
+        self.start_time = time.time()
+        self._spawn(self._monitor(exited))
+        self.changed()
 
     async def _monitor(self, exited: asyncio.Future[ExitStatus]) -> None:
         status = await exited
@@ -473,7 +536,7 @@ class ComputeSystem:
             if self.stop_reason is None:
                 self.stop_reason = "GracefulExit"
             if self.state == "Created":
-                await self._stop_unstarted("GracefulExit")
+                await self._stop_unstarted(self.stop_reason)
                 return
             if self.state == "Paused":
                 # A frozen init cannot handle SIGTERM.
@@ -485,20 +548,35 @@ class ComputeSystem:
             await asyncio.wait_for(self.stopped.wait(), grace)
         except TimeoutError:
             log.info("system %s: not down after %.1fs grace, killing", self.id, grace)
-            async with self.lock:
-                if not self.stopped.is_set():
-                    await self.backend.stop("KILL")
+            # Like Terminate: not behind the lock.
+            if not self.stopped.is_set():
+                await self.backend.stop("KILL")
             await self.stopped.wait()
 
     async def terminate(self) -> None:
-        async with self.lock:
-            if self.state == "Stopped":
-                raise self._invalid("Terminate")
-            begin_critical()
-            self.stop_reason = "ForcedExit"
-            if self.state == "Created":
-                await self._stop_unstarted("ForcedExit")
+        """Kill the system now; never queued behind other operations (see the
+        module docstring)."""
+        if self.state == "Stopped" or self.stop_reason == "ForcedExit":
+            if self.state != "Stopped":
+                # A Terminate is already under way: wait for it too.
+                await self.stopped.wait()
                 return
+            raise self._invalid("Terminate")
+        begin_critical()
+        self.stop_reason = "ForcedExit"
+        start = self._start_task
+        if start is not None and not start.done():
+            log.info("system %s: terminate preempts the start in flight", self.id)
+            self._start_preempted = True
+            start.cancel()
+            # The backend undoes the start (kills QEMU / deletes the runtime
+            # container) before the task ends.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(start)
+        if self.state == "Created":
+            await self._stop_unstarted("ForcedExit")
+            return
+        if self.state != "Stopped":
             await self.backend.stop("KILL")
         await self.stopped.wait()
 
@@ -547,7 +625,8 @@ class ComputeSystem:
             try:
                 await save(options)
             except BaseException:
-                self.stop_reason = None
+                if self.stop_reason == "GracefulExit":  # not a Terminate meanwhile
+                    self.stop_reason = None
                 raise
         await self.stopped.wait()
 
@@ -560,33 +639,43 @@ class ComputeSystem:
             await modify(request)
 
     async def properties(self, property_types: list[str]) -> dict[str, Any]:
-        async with self.lock:
-            props = self.basic_properties()
-            for ptype in property_types:
-                if ptype in ("Memory", "GuestConnection"):
-                    self._require_not_stopped(ptype)
-                    if ptype == "Memory":
-                        fn = self._optional("memory_properties", "PropertyTypes: 'Memory'")
-                        props["Memory"] = await fn()
-                    else:
-                        fn = self._optional(
-                            "guest_connection_properties", "PropertyTypes: 'GuestConnection'"
-                        )
-                        props["GuestConnectionInfo"] = await fn()
-                elif ptype == "ProcessList":
-                    self._require_not_stopped(ptype)
-                    props["ProcessList"] = await self.backend.process_list()
-                elif ptype == "Statistics":
-                    self._require_not_stopped(ptype)
-                    if self.start_time is None:
-                        props["Statistics"] = {"Uptime100ns": 0}
-                    else:
-                        props["Statistics"] = await self.backend.statistics(self.start_time)
-                elif ptype == "TerminateOnLastHandleClosed":
-                    props["TerminateOnLastHandleClosed"] = bool(
-                        self.document.should_terminate_on_last_handle_closed
+        # Read-only: not behind the lock (a Start may take a minute); while a
+        # start is in flight the state is "Created".
+        props = self.basic_properties()
+        for ptype in property_types:
+            if ptype in ("Memory", "GuestConnection"):
+                self._require_not_stopped(ptype)
+                if ptype == "Memory":
+                    fn = self._optional("memory_properties", "PropertyTypes: 'Memory'")
+                    props["Memory"] = await fn()
+                else:
+                    fn = self._optional(
+                        "guest_connection_properties", "PropertyTypes: 'GuestConnection'"
                     )
-            return props
+                    if self.state == "Created":
+                        raise HcsFault(
+                            hresults.HCS_E_INVALID_STATE,
+                            f"PropertyTypes: GuestConnection: compute system {self.id!r} has "
+                            "not started (the guest connection is up once Start completed)",
+                        )
+                    props["GuestConnectionInfo"] = await fn()
+            elif ptype == "ProcessList":
+                self._require_not_stopped(ptype)
+                if self.state == "Created":  # also while starting: nothing to list yet
+                    props["ProcessList"] = []
+                else:
+                    props["ProcessList"] = await self.backend.process_list()
+            elif ptype == "Statistics":
+                self._require_not_stopped(ptype)
+                if self.start_time is None:
+                    props["Statistics"] = {"Uptime100ns": 0}
+                else:
+                    props["Statistics"] = await self.backend.statistics(self.start_time)
+            elif ptype == "TerminateOnLastHandleClosed":
+                props["TerminateOnLastHandleClosed"] = bool(
+                    self.document.should_terminate_on_last_handle_closed
+                )
+        return props
 
     def _require_not_stopped(self, what: str) -> None:
         if self.state == "Stopped":

@@ -562,20 +562,25 @@ async def test_requests_before_create_reply(client: WireClient, busybox_rootfs: 
     )
     _, started = client.start_request(Op.START, handle=h)
     _, props = client.start_request(Op.GET_PROPERTIES, handle=h)
+    _, paused = client.start_request(Op.PAUSE, handle=h)  # queued behind START
     assert (await created).ok and (await started).ok
-    assert (await props).json()["State"] == "Running"
+    # GetProperties does not queue behind START: it may see it still starting.
+    assert (await props).json()["State"] in ("Created", "Running")
+    assert (await paused).ok
+    assert (await properties(client, h))["State"] == "Paused"
     await client.call(Op.TERMINATE, handle=h)
 
 
 async def test_cancel(
     tmp_path: Path, busybox_rootfs: Path, init_binary: Path, runtime: str
 ) -> None:
-    """CANCEL aborts a request still waiting for the system, not one already under way.
+    """CANCEL aborts a request still waiting for the system, and a pending START.
 
-    "Under way" is made certain, not hoped for after a sleep: the service runs
-    a wrapper of the runtime whose `create` waits at a gate the test opens, so
-    START is inside the runtime (past the point of no return) while the test
-    queues GET_PROPERTIES behind it and cancels both.
+    The service runs a wrapper of the runtime whose `create` waits at a gate
+    the test opens, so START is certainly inside the runtime while the test
+    queues PAUSE behind it and cancels it; GET_PROPERTIES does not queue. Then
+    CANCEL of the START itself stops it (the create is killed) and leaves the
+    system Created, to be started again.
     """
     from .conftest import runtime_args, start_service, stop_service
 
@@ -608,15 +613,20 @@ async def test_cancel(
             assert time.monotonic() < deadline, "START never reached the runtime"
             assert not started.done(), (await started).error()
             await asyncio.sleep(0.01)
-        props_id, props = client.start_request(Op.GET_PROPERTIES, handle=h)  # queued behind START
-        client.notify(Op.CANCEL, arg=props_id)
-        client.notify(Op.CANCEL, arg=start_id)  # already under way: runs to completion
-        r = await props
+        pause_id, paused = client.start_request(Op.PAUSE, handle=h)  # queued behind START
+        props = await asyncio.wait_for(properties(client, h), 5)  # not queued
+        assert props["State"] == "Created"
+        client.notify(Op.CANCEL, arg=pause_id)
+        r = await paused
         assert r.hresult == hresults.E_ABORT
         assert r.error()["Error"] == hresults.to_signed(hresults.E_ABORT)
         assert not started.done()
+        client.notify(Op.CANCEL, arg=start_id)  # a pending START stops
+        r = await asyncio.wait_for(started, 20)
+        assert r.hresult == hresults.E_ABORT, r
+        assert (await properties(client, h))["State"] == "Created"
         (gate / "open").touch()
-        assert (await started).ok
+        await client.call(Op.START, handle=h)  # still startable
         assert (await properties(client, h))["State"] == "Running"
         client.notify(Op.CANCEL, arg=12345)  # unknown request id: ignored
         await client.call(Op.TERMINATE, handle=h)

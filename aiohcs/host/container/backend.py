@@ -205,12 +205,29 @@ class ContainerBackend:
             exited = self.ctx.reaper.watch(self.init_pid)
             await self.ctx.runtime.start(self.cid)
         except RuntimeFailure as e:
-            await self.cleanup()
+            await self._undo_start()
             raise HcsFault(hresults.E_FAIL, f"starting container: {e}") from e
         except BaseException:
-            await self.cleanup()
+            # Also a cancelled start (Terminate, CANCEL): nothing may keep running.
+            await self._undo_start()
             raise
         return exited
+
+    async def _undo_start(self) -> None:
+        """Delete the runtime container and unmount the rootfs, keeping the bundle
+        (the system is Created again and may be started again)."""
+        if self.created:
+            try:
+                await self.ctx.runtime.delete(self.cid)
+            except RuntimeFailure as e:
+                log.warning("deleting runtime container %s: %s", self.cid, e)
+            self.created = False
+        self.init_pid = None
+        if self.plan is not None and self.plan.overlay is not None:
+            try:
+                await asyncio.to_thread(rootfs.unmount, self.plan.overlay.target)
+            except OSError as e:
+                log.warning("unmounting %s: %s", self.plan.overlay.target, e)
 
     async def stop(self, sig: str) -> None:
         try:

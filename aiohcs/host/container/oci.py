@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohcs import hresults, schema
-from aiohcs.host.documents import ContainerSettings, ProcessParameters
+from aiohcs.host.documents import ContainerSettings, ProcessParameters, command_args
 from aiohcs.host.errors import HcsFault
 
 INIT_PATH_IN_CONTAINER = "/.aiohcs/init"
@@ -365,24 +364,6 @@ def resolve_user(spec: str | None, passwd_text: str | None) -> User:
             raise HcsFault(hresults.E_INVALIDARG, f"User: group {group!r} must be a numeric gid")
         gid = int(group)
     return User(uid, gid)
-
-
-def command_args(params: ProcessParameters) -> list[str]:
-    if params.command_args:
-        return list(params.command_args)
-    if params.command_line:
-        try:
-            args = shlex.split(params.command_line)
-        except ValueError as e:
-            raise HcsFault(hresults.HCS_E_INVALID_JSON, f"CommandLine: {e}") from None
-        if args:
-            return args
-    if params.application_name:
-        return [params.application_name]
-    raise HcsFault(
-        hresults.HCS_E_INVALID_JSON,
-        "ProcessParameters: CommandArgs or CommandLine is required",
-    )
 
 
 def awaits_console_size(params: ProcessParameters) -> bool:

@@ -17,10 +17,12 @@ depends on the host's cgroup layout: see cgroups.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from aiohcs import hresults
 from aiohcs.host.container.cgroups import CgroupLayout, read_cgroup_layout
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.reaper import ExitStatus, Reaper, run
+
+# How long a cancelled start lets `RUNTIME create` finish before killing it.
+CREATE_CANCEL_GRACE = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -137,11 +142,24 @@ class Runtime:
                 str(pid_file),
                 cid,
             ]
-            _, exited = self.reaper.spawn(argv, stdin=null, stdout=out, stderr=out)
+            pid, exited = self.reaper.spawn(argv, stdin=null, stdout=out, stderr=out)
         finally:
             os.close(null)
             os.close(out)
-        status = await exited
+        try:
+            status = await asyncio.shield(exited)
+        except asyncio.CancelledError:
+            # A cancelled start (Terminate, CANCEL): let a normal create finish
+            # (killing it half-way can strand its `init` child), but not a hung
+            # one; the caller then deletes the container.
+            try:
+                await asyncio.wait_for(asyncio.shield(exited), CREATE_CANCEL_GRACE)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), 5)
+            raise
         if status.code != 0:
             raise RuntimeFailure(f"{self.name} create", status.code, _log_errors(log_file))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from aiohcs import hresults
 from aiohcs._wire import EventType
 from aiohcs.host.backend import BackendContext, LaunchedProcess
 from aiohcs.host.container.oci import safe_name
-from aiohcs.host.documents import ProcessParameters
+from aiohcs.host.documents import ProcessParameters, command_args
 from aiohcs.host.errors import HcsFault
 from aiohcs.host.reaper import ExitStatus, close_quietly, run
 from aiohcs.host.vm import accel as accel_mod
@@ -72,7 +73,16 @@ def _log_tail(path: Path, n: int = 800) -> str:
 def agent_fault(e: AgentError, what: str) -> HcsFault:
     if isinstance(e, AgentDisconnected):
         return HcsFault(hresults.HCS_E_CONNECTION_CLOSED, f"{what}: {e.message}")
-    code = {2: hresults.E_FILE_NOT_FOUND, 13: hresults.E_ACCESSDENIED, 3: hresults.E_NOT_FOUND}
+    code = {
+        errno.ENOENT: hresults.E_FILE_NOT_FOUND,
+        errno.EACCES: hresults.E_ACCESSDENIED,
+        errno.EPERM: hresults.E_ACCESSDENIED,
+        errno.ESRCH: hresults.E_NOT_FOUND,
+        # The guest found the request itself invalid (no command, a bad
+        # CommandLine, a bad path).
+        errno.EINVAL: hresults.E_INVALIDARG,
+        errno.ENOTDIR: hresults.E_INVALIDARG,
+    }
     return HcsFault(code.get(e.errno, hresults.E_FAIL), f"{what}: {e}")
 
 
@@ -303,7 +313,14 @@ class VmBackend:
     ) -> Any:
         """Await `aw` unless QEMU exits first (then fail with its log)."""
         task = asyncio.ensure_future(aw)
-        done, _ = await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({task, exited}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled (Terminate or CANCEL of the start): do not leave it running.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
         if task in done:
             return task.result()
         task.cancel()
@@ -596,6 +613,7 @@ class VmBackend:
 
     async def create_process(self, params: ProcessParameters) -> LaunchedProcess:
         agent = self._require_agent("CreateProcess")
+        command_args(params)  # nothing to run: HCS_E_INVALID_JSON, as for containers
         try:
             proc = await agent.create_process(params.model_dump(exclude_none=True))
         except AgentError as e:
@@ -724,6 +742,14 @@ class VmBackend:
             if os.path.isfile(p) and settings.get("Type", "VirtualDisk") == "VirtualDisk":
                 formats[p] = await self.probe_image(p, f"{where}.Path")
         disk = qemu.attachment_plan(controller, lun, settings, where, formats)
+        clash = qemu.image_conflict(plan.disks, disk)
+        if clash is not None:
+            raise HcsFault(
+                hresults.E_OBJECT_ALREADY_EXISTS,
+                f"{where}.Path: {disk.path} is already attached to this VM as "
+                f"VirtualMachine/Devices/Scsi/{clash.controller}/Attachments/{clash.lun}; "
+                "an image can be attached more than once only if every attachment is ReadOnly",
+            )
         index = plan.scsi_controllers[controller]
         qmp = self._qmp()
         try:

@@ -167,6 +167,9 @@ def _require_file(value: Any, path: str) -> str:
     file = _str(value, path)
     if not file:
         raise invalid(path, "a path is required")
+    if os.path.isdir(file):
+        # Not "file not found": the path exists, it is the wrong kind.
+        raise HcsFault(hresults.E_INVALIDARG, f"{path}: {file} is a directory, not a file")
     if not os.path.isfile(file):
         raise file_not_found(path, file)
     return file
@@ -519,12 +522,46 @@ def _scsi(
             if not re.fullmatch(r"\d{1,5}", lun_key) or int(lun_key) > 16383:
                 raise invalid(awhere, "the key must be a LUN number 0..16383")
             disk = attachment_plan(name, int(lun_key), att_value, awhere, formats)
+            clash = image_conflict(plan.disks, disk)
+            if clash is not None:
+                other = (
+                    f"VirtualMachine.Devices.Scsi.{clash.controller}.Attachments.{clash.lun}.Path"
+                )
+                raise invalid(
+                    f"{awhere}.Path",
+                    f"{disk.path} is already attached as {other}; an image can be attached "
+                    "more than once only if every attachment of it is ReadOnly",
+                )
             plan.disks.append(disk)
             boot = boot_target == (name, disk.lun)
             argv += disk_args(disk, index, bootindex=0 if boot else None)
     # A BootThis naming no attachment is not an error: real clients send one
     # before any disk exists (Multipass's "Primary disk"); OVMF then tries
     # every bootable device in its default order, as Hyper-V's firmware does.
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def image_conflict(disks: list[DiskPlan], disk: DiskPlan) -> DiskPlan | None:
+    """An attachment of the same image file that cannot coexist with `disk`.
+
+    QEMU locks an image it writes: the same file (by device and inode, so also
+    through a symlink or hard link) may be attached twice only read-only.
+    """
+    ident = _file_id(disk.path)
+    if ident is None:
+        return None
+    for other in disks:
+        if (disk.read_only and other.read_only) or _file_id(other.path) != ident:
+            continue
+        return other
+    return None
 
 
 def attachment_plan(
