@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -28,3 +29,18 @@ async def wait_writable(fd: int) -> None:
         await ready
     finally:
         loop.remove_writer(fd)
+
+
+async def read_to_eof(fd: int) -> bytes:
+    """Read a pipe end to EOF without blocking the loop (the caller closes ``fd``)."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            await wait_readable(fd)
+            continue
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aiohcs.host.fdwait import wait_readable
+from aiohcs.host.fdwait import read_to_eof
 
 log = logging.getLogger(__name__)
 
@@ -197,21 +197,6 @@ class Completed:
     stderr: bytes
 
 
-async def _read_to_eof(fd: int) -> bytes:
-    """Read a non-blocking pipe end to EOF without blocking the loop."""
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            await wait_readable(fd)
-            continue
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
-
-
 async def run(reaper: Reaper, argv: Sequence[str]) -> Completed:
     """Run a short command to completion, capturing stdout and stderr."""
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -226,7 +211,7 @@ async def run(reaper: Reaper, argv: Sequence[str]) -> Completed:
     for fd in (out_w, err_w, null):
         os.close(fd)
     try:
-        out, err = await asyncio.gather(_read_to_eof(out_r), _read_to_eof(err_r))
+        out, err = await asyncio.gather(read_to_eof(out_r), read_to_eof(err_r))
     finally:
         os.close(out_r)
         os.close(err_r)

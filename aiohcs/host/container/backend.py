@@ -29,7 +29,7 @@ from aiohcs.host.container import oci, rootfs, stats
 from aiohcs.host.container.runtime import RuntimeFailure, exec_failure_fault
 from aiohcs.host.documents import ContainerSettings, ProcessParameters
 from aiohcs.host.errors import HcsFault
-from aiohcs.host.fdwait import wait_readable
+from aiohcs.host.fdwait import read_to_eof, wait_readable
 from aiohcs.host.reaper import ExitStatus, close_quietly, read_ns_pid
 
 log = logging.getLogger(__name__)
@@ -63,21 +63,6 @@ def exec_status_fault(record: bytes) -> HcsFault | None:
     if err in (errno.EACCES, errno.EPERM):
         return HcsFault(hresults.E_ACCESSDENIED, message)
     return HcsFault(hresults.E_FAIL, message)
-
-
-async def read_exec_status(fd: int) -> bytes:
-    """Read the wrapper's status pipe to EOF (non-blocking, on the loop)."""
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    while True:
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            await wait_readable(fd)
-            continue
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
 
 
 async def receive_console(listener: socket.socket) -> int:
@@ -387,7 +372,7 @@ class ContainerBackend:
                     set_console_size(master, params.console_size[0], params.console_size[1])
             if status_r is not None:
                 try:
-                    record = await asyncio.wait_for(read_exec_status(status_r), EXEC_STATUS_TIMEOUT)
+                    record = await asyncio.wait_for(read_to_eof(status_r), EXEC_STATUS_TIMEOUT)
                 except TimeoutError:
                     # Cannot happen short of a frozen container; the process
                     # exists, so hand it out rather than fail a running process.
