@@ -30,9 +30,10 @@ setup() {
   # gcc/make/libc6-dev: libcomputecore and the static container init; python3-dev: the cffi
   # callback module; runc/crun: OCI runtimes; busybox-static: the demo and test rootfs;
   # mingw-w64-common: Windows' computecore.h, read by the ABI fidelity test; qemu-system-x86,
-  # qemu-utils, ovmf: the VM backend (QEMU, disk image formats, UEFI firmware).
+  # qemu-utils, ovmf: the VM backend (QEMU, disk image formats, UEFI firmware); cpio: the
+  # utility VM test lists the built initramfs with `cpio -t` (not in a minimal Debian install).
   need_packages gcc make libc6-dev python3 python3-venv python3-dev runc crun busybox-static \
-    mingw-w64-common ca-certificates qemu-system-x86 qemu-utils ovmf
+    mingw-w64-common ca-certificates qemu-system-x86 qemu-utils ovmf cpio
   if [ ! -x "$venv/bin/python" ]; then
     log "creating virtualenv $venv"
     python3 -m venv "$venv"

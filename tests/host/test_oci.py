@@ -144,6 +144,16 @@ def test_safe_name() -> None:
         ),
         ({"Storage": {}}, hresults.HCS_E_INVALID_JSON, "Container.Storage: either Layers or Path"),
         (
+            {"Storage": {"Path": "/"}},
+            hresults.E_INVALIDARG,
+            "Container.Storage.Path: the host's root directory cannot be",
+        ),
+        (
+            {"Storage": {"Layers": [{"Path": "//."}]}},
+            hresults.E_INVALIDARG,
+            "Container.Storage.Layers[0].Path: the host's root directory cannot be",
+        ),
+        (
             {
                 "Storage": {"Path": "/ok"},
                 "MappedDirectories": [{"HostPath": "/missing", "ContainerPath": "/x"}],

@@ -139,6 +139,16 @@ def _mapped_directories(container: ContainerSettings) -> list[tuple[str, str, bo
     ]
 
 
+def _refuse_host_root(path: str, field: str) -> None:
+    # The runtime would mount the container's init (and, for a rootfs used in
+    # place, the container's writes) onto the host's own root directory.
+    if os.path.realpath(path) == "/":  # also "//", "/.." and symlinks to it
+        raise HcsFault(
+            hresults.E_INVALIDARG,
+            f"{field}: the host's root directory cannot be a container's root filesystem",
+        )
+
+
 def validate_container(
     container: ContainerSettings, is_dir: Callable[[str], bool] = os.path.isdir
 ) -> None:
@@ -152,6 +162,7 @@ def validate_container(
     for i, path in enumerate(_layer_paths(storage)):
         field = f"Container.Storage.Layers[{i}].Path"
         _require_abs(path, field)
+        _refuse_host_root(path, field)
         if not is_dir(path):
             raise HcsFault(hresults.E_PATH_NOT_FOUND, f"{field}: directory {path} does not exist")
         if ":" in path or "," in path:
@@ -161,6 +172,7 @@ def validate_container(
             )
     if storage.path is not None:
         _require_abs(storage.path, "Container.Storage.Path")
+        _refuse_host_root(storage.path, "Container.Storage.Path")
         if not is_dir(storage.path):
             raise HcsFault(
                 hresults.E_PATH_NOT_FOUND,
