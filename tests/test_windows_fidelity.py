@@ -211,3 +211,19 @@ def test_struct_layout_matches_windows_x64(struct: str) -> None:
         max_align = max(max_align, align)
     total = (offset + max_align - 1) // max_align * max_align
     assert ffi.sizeof(struct) == total
+
+
+def test_our_c_header_matches_the_cdef(
+    our_prototypes: dict[str, tuple[str, list[str]]],
+) -> None:
+    """aiohcs/_native/computecore.h and the cdef are two spellings of one ABI:
+    every function must be in both, with the same types, so they cannot drift."""
+    header = pathlib.Path(__file__).resolve().parents[1] / "aiohcs/_native/computecore.h"
+    ours_c = prototypes(header.read_text())
+    assert len(ours_c) == len(our_prototypes) == 74, (len(ours_c), len(our_prototypes))
+    problems = [
+        f"{name}: header {ours_c.get(name)} vs cdef {our_prototypes.get(name)}"
+        for name in sorted(set(ours_c) | set(our_prototypes))
+        if ours_c.get(name) != our_prototypes.get(name)
+    ]
+    assert not problems, "\n".join(problems)
