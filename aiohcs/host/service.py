@@ -494,6 +494,9 @@ class Service:
 
     async def _pause(self, conn: Connection, header: Header, payload: bytes) -> Reply:
         h = await conn.system_handle(header.handle)
+        # Checked like every other option document, though no backend needs its
+        # values yet (suspension levels are a Hyper-V notion).
+        parse_document(Document, _text(payload), "PauseOptions")
         await h.system.pause()
         return Reply()
 

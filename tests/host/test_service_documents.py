@@ -153,6 +153,7 @@ async def test_wrong_case_rejected_newer_fields_accepted(
         (Op.SHUTDOWN, '{"Force": "yes"}', 'Force: expected boolean, got "yes"'),
         (Op.SHUTDOWN, '{"GracePeriodSeconds": -1}', "GracePeriodSeconds: must be >= 0, got -1"),
         (Op.SAVE, '{"SaveStateFilePath": 5}', "SaveStateFilePath: expected string, got 5"),
+        (Op.PAUSE, '{"HostedNotification": 3}', "HostedNotification: expected object, got 3"),
         (Op.GET_PROPERTIES, '{"PropertyTypes": "Memory"}', "PropertyTypes: expected array"),
     ],
 )
