@@ -139,6 +139,9 @@ void sys_unmount(uint32_t req, const unsigned char *p, size_t n);
 void sys_bind(uint32_t req, const unsigned char *p, size_t n);
 void sys_settime(uint32_t req, const unsigned char *p, size_t n);
 int sys_power_button_open(void); /* fd or -1 */
+/* A small text file (sysfs attribute) into buf, NUL-terminated, trailing
+ * newline dropped; its length, or -1 when missing or empty. */
+int sys_read_line(const char *path, char *buf, size_t size);
 /* Terminate everything and power off / reboot; never returns in PID 1 mode. */
 void sys_shutdown(int poweroff, int grace_ms, struct channel *c);
 

@@ -24,16 +24,8 @@ static int find_port(const char *name, char *dev, size_t devsz)
 			continue;
 		char path[300], got[128];
 		snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (sys_read_line(path, got, sizeof got) < 0)
 			continue;
-		ssize_t n = read(fd, got, sizeof got - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		got[n] = 0;
-		if (got[n - 1] == '\n')
-			got[n - 1] = 0;
 		if (strcmp(got, name) == 0) {
 			snprintf(dev, devsz, "/dev/%s", e->d_name);
 			found = 0;

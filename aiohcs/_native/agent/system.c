@@ -202,6 +202,21 @@ void sys_settime(uint32_t req, const unsigned char *p, size_t n)
 	outq_frame(T_SETTIME | T_REPLY, req, 0, 0, NULL, 0);
 }
 
+int sys_read_line(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	if (buf[n - 1] == '\n')
+		buf[--n] = 0;
+	return (int)n;
+}
+
 /* QEMU's system_powerdown raises an ACPI event; with button.ko + evdev.ko it
  * becomes a key press on the "Power Button" input device. Any event there
  * means: shut down. */
@@ -217,14 +232,8 @@ int sys_power_button_open(void)
 			continue;
 		char path[300], name[128];
 		snprintf(path, sizeof path, "/sys/class/input/%s/device/name", e->d_name);
-		int nf = open(path, O_RDONLY | O_CLOEXEC);
-		if (nf < 0)
+		if (sys_read_line(path, name, sizeof name) < 0)
 			continue;
-		ssize_t r = read(nf, name, sizeof name - 1);
-		close(nf);
-		if (r <= 0)
-			continue;
-		name[r] = 0;
 		if (strstr(name, "Power Button")) {
 			snprintf(path, sizeof path, "/dev/input/%s", e->d_name);
 			fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
